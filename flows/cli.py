@@ -1,0 +1,27 @@
+"""The `toolweaver` command line: the application's front door.
+
+Each command group lives in its own light module (`flows/cli_*.py`) that imports
+heavy libraries (torch, prefect, deltalake) only inside the command body, so that
+`toolweaver --help` and `toolweaver sql` start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from flows import cli_store
+
+app = typer.Typer(
+    name="toolweaver",
+    help="ToolWeaver: structured tool codes for generative tool retrieval.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (cli_store,):
+    _module.register(app)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
