@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from flows import cli_store
+from flows import cli_ingest, cli_store
 
 app = typer.Typer(
     name="toolweaver",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (cli_store,):
+for _module in (cli_store, cli_ingest):
     _module.register(app)
 
 
