@@ -1,0 +1,117 @@
+"""Stage `datasets`: read tools/codes/queries/qrels/trajectories from the store, build the
+ShareGPT examples (`toolweaver.align.datasets`), write `sft_examples` and `sft_rejects`,
+optionally export JSONL files for `datasets.load_dataset("json", ...)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from storage import Store, TableRef
+from storage.schemas import register_schema
+from toolweaver.align.datasets import BuiltDatasets, DatasetConfig, build_datasets, export_jsonl
+
+logger = logging.getLogger(__name__)
+
+SFT_EXAMPLES = "sft_examples"
+SFT_REJECTS = "sft_rejects"
+REQUIRED_INPUTS = ("tools", "codes")
+OPTIONAL_INPUTS = ("queries", "qrels", "trajectories")
+
+SFT_EXAMPLES_SCHEMA = register_schema(
+    SFT_EXAMPLES,
+    pa.schema(
+        [
+            pa.field("example_id", pa.string(), nullable=False),  # "<stage>/<tool_id|query_id|trajectory_id>"
+            pa.field("stage", pa.string(), nullable=False),  # memorization | retrieval | trajectory
+            pa.field("split", pa.string(), nullable=False),  # train | validation | test
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("query_id", pa.string()),
+            pa.field("conversations", pa.string(), nullable=False),  # JSON [{role, content, loss}]
+            pa.field("n_tools", pa.int32(), nullable=False),
+        ]
+    ),
+)
+SFT_REJECTS_SCHEMA = register_schema(
+    SFT_REJECTS,
+    pa.schema(
+        [
+            pa.field("stage", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("query_id", pa.string()),
+            pa.field("tool_id", pa.string()),
+            pa.field("reason", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DatasetsResult:
+    examples: TableRef
+    rejects: TableRef
+    exported: dict[str, Path]
+    counts: dict[str, int]  # "stage.split" -> examples
+
+
+def config_hash(config: DatasetConfig) -> str:
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+
+
+def read_inputs(store: Store) -> tuple[dict[str, list[dict]], list[TableRef]]:
+    """Latest rows of every input table (optional ones empty when absent) and their refs."""
+    missing = [t for t in REQUIRED_INPUTS if not store.exists(t)]
+    if missing:
+        raise FileNotFoundError(
+            f"store {store.root} has no table(s) {missing}: run `toolweaver ingest` and the codes stage first"
+        )
+    rows: dict[str, list[dict]] = {}
+    refs: list[TableRef] = []
+    for table in (*REQUIRED_INPUTS, *OPTIONAL_INPUTS):
+        ref = store.latest(table) if store.exists(table) else None
+        rows[table] = store.read(table, version=ref.version).to_pylist() if ref else []
+        if ref:
+            refs.append(ref)
+    return rows, refs
+
+
+def build_datasets_stage(
+    store: Store,
+    config: DatasetConfig,
+    *,
+    export_dir: Path | None = None,
+    run_id: str | None = None,
+) -> DatasetsResult:
+    """Build and write `sft_examples` + `sft_rejects` (one version each); export JSONL if asked."""
+    rows, refs = read_inputs(store)
+    built = build_datasets(
+        tools=rows["tools"],
+        codes=rows["codes"],
+        queries=rows["queries"],
+        qrels=rows["qrels"],
+        trajectories=rows["trajectories"],
+        config=config,
+    )
+    examples_ref, rejects_ref = write_built(store, built, refs, config, run_id)
+    exported = export_jsonl(built.examples, export_dir) if export_dir is not None else {}
+    counts = dict(sorted(Counter(f"{e['stage']}.{e['split']}" for e in built.examples).items()))
+    return DatasetsResult(examples_ref, rejects_ref, exported, counts)
+
+
+def write_built(
+    store: Store, built: BuiltDatasets, inputs: list[TableRef], config: DatasetConfig, run_id: str | None
+) -> tuple[TableRef, TableRef]:
+    digest = config_hash(config)
+    examples = pa.Table.from_pylist(built.examples, schema=SFT_EXAMPLES_SCHEMA)
+    rejects = pa.Table.from_pylist(built.rejects, schema=SFT_REJECTS_SCHEMA)
+    ex_ref = store.write(SFT_EXAMPLES, examples, run_id=run_id, config_hash=digest, inputs=inputs)
+    rej_ref = store.write(SFT_REJECTS, rejects, run_id=run_id, config_hash=digest, inputs=inputs)
+    logger.info("wrote %s v%d (%d rows), %s v%d (%d rows)", ex_ref.table, ex_ref.version, ex_ref.rows,
+                rej_ref.table, rej_ref.version, rej_ref.rows)
+    return ex_ref, rej_ref

