@@ -28,7 +28,7 @@ run: setup
 	$(VENV)/bin/toolweaver run
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

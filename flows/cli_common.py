@@ -63,15 +63,37 @@ def resolve_store(store: Path | None) -> Path:
     return Path(os.environ.get("TOOLWEAVER_HOME") or "artifacts")
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at emit time.
+
+    A handler that captured `sys.stderr` once keeps writing to a closed stream after
+    the stream is swapped (test runners, CliRunner), which turns every later log call
+    in the process into a 'Logging error'.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
+# Our own loggers; third-party loggers (httpx, prefect's client) keep their levels.
+_PROJECT_LOGGERS = ("toolweaver", "tasks", "storage", "flows")
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    """Send log records to stderr, so stdout carries only results."""
+    """Send our log records to stderr, so stdout carries only results."""
     root = logging.getLogger()
     if not any(getattr(h, "_toolweaver_cli", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._toolweaver_cli = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    root.setLevel(level)
+    for name in _PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

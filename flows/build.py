@@ -1,0 +1,72 @@
+"""The `build` flow: stage-group subflows, each a straight line of cached stage tasks.
+
+    build ─┬─ ingest    (ingest; the profile's cut of BFCL)
+           ├─ tokenize  (embed, cousage -> codes: RQ-VAE + unique code assignment)
+           ├─ align     (datasets -> finetune-<stage> for each configured stage)
+           ├─ evaluate  (bm25, dense, toolweaver -> eval_results + report)
+           ├─ summary   (SQL row counts of what was written)
+           └─ report    (markdown artifact: tables, versions, `toolweaver sql` queries)
+
+Stage groups are separate flows so that a group can be run (and deployed) alone; all
+the logic — caching, force, retries, failure injection — lives in `tasks/`.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks import prefect_tasks as T
+from tasks.core import StageResult
+
+
+@flow(name="ingest")
+def ingest_flow(plan: T.BuildPlan) -> StageResult:
+    return T.run_stage(T.ingest, plan, sources=plan.sources, bfcl_subset=plan.profile.bfcl_subset)
+
+
+@flow(name="tokenize")
+def tokenize_flow(plan: T.BuildPlan, ingested: StageResult) -> tuple[StageResult, ...]:
+    """(embed, cousage, codes) results; the last one holds the codes."""
+    # Each stage is keyed on exactly the tables it reads.
+    embedded = T.run_stage(T.embed, plan, upstream=(ingested.only("tools"),), config=plan.profile.tokenize.embed)
+    cooccur = T.run_stage(T.cousage, plan, upstream=(ingested.only("qrels", "trajectories"),))
+    coded = T.run_stage(T.codes, plan, upstream=(ingested.only("tools"), embedded, cooccur), config=plan.profile.tokenize)
+    return (embedded, cooccur, coded)
+
+
+@flow(name="align")
+def align_flow(plan: T.BuildPlan, ingested: StageResult, coded: StageResult) -> tuple[StageResult, ...]:
+    """(datasets, finetune-<stage>...) results; the last one holds the final model."""
+    examples = T.run_stage(T.datasets, plan, upstream=(ingested, coded), config=plan.profile.datasets)
+    tuned: list[StageResult] = []
+    # Each configured fine-tuning stage starts from the previous stage's checkpoint.
+    for stage in plan.profile.finetune.stages:
+        init = tuned[-1] if tuned else None
+        tuned.append(T.run_stage(T.finetune[stage], plan, stage=stage, examples=examples, init=init, config=plan.profile.finetune))
+    return (examples, *tuned)
+
+
+@flow(name="evaluate")
+def evaluate_flow(plan: T.BuildPlan, upstream: tuple[StageResult, ...], model: StageResult | None) -> StageResult:
+    return T.run_stage(
+        T.evaluate, plan, upstream=upstream, datasets=plan.eval_datasets, config=plan.evaluate,
+        model=model if plan.profile.eval_llm else None,
+    )
+
+
+@flow(name="summary")
+def summary_flow(plan: T.BuildPlan, upstream: tuple[StageResult, ...]) -> StageResult:
+    return T.run_stage(T.summary, plan, upstream=upstream)
+
+
+@flow(name="build")
+def build(config: T.BuildConfig = T.BuildConfig()) -> T.BuildResult:
+    """Build everything for `config` (see tasks/prefect_tasks.py: BuildConfig)."""
+    plan = T.resolve_plan(config)
+    ingested = ingest_flow(plan)
+    tokenized = tokenize_flow(plan, ingested)
+    aligned = align_flow(plan, ingested, tokenized[-1])
+    model = aligned[-1] if len(aligned) > 1 else None
+    evaluated = evaluate_flow(plan, (ingested, tokenized[-1]), model)
+    summarized = summary_flow(plan, (ingested, *tokenized, *aligned, evaluated))
+    return T.report(plan, (ingested, *tokenized, *aligned, evaluated, summarized))

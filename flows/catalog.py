@@ -1,0 +1,36 @@
+"""Rebuild flows: the `watch-catalog` sensor and the `rebuild` flow it triggers.
+
+`watch-catalog` (scheduled) hashes the watched `{source, path}` tool sources by
+content and emits the Prefect event `toolweaver.catalog.changed` (payload: the new
+digest) only when the digest changed since its last run. The `on-catalog-change`
+deployment of `rebuild` is triggered by that event; `nightly-rebuild` runs it on a
+cron schedule. Because every stage is cached on content digests, a rebuild over an
+unchanged catalog is all `Cached` and writes no table version.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow
+
+from flows.build import build
+from tasks import prefect_tasks as T
+from tasks.core import SourceSpec
+from tasks.profiles import Profile
+
+
+@flow(name="watch-catalog")
+def watch_catalog(
+    sources: tuple[SourceSpec, ...] = (SourceSpec(source="bfcl"),),
+    profile: Literal["quick", "full", "auto"] | Profile = "auto",
+) -> T.CatalogState:
+    """Emit `toolweaver.catalog.changed` when `sources` changed; `profile` rides along for the rebuild."""
+    digest = T.catalog_digest(sources)
+    return T.emit_if_changed(sources, digest, profile)
+
+
+@flow(name="rebuild", flow_run_name="rebuild-catalog-{digest}")
+def rebuild(config: T.BuildConfig = T.BuildConfig(), digest: str | None = None) -> T.BuildResult:
+    """Rebuild after a catalog change (`digest` = the event's new catalog digest, for the record)."""
+    return build(config)

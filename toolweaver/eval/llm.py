@@ -1,0 +1,88 @@
+"""Adapter from a fine-tuned generative-retrieval checkpoint to the harness protocol.
+
+Used for ``atomic`` (one new token per tool, ToolGen), ``toolweaver`` and its ablations
+(``toolweaver-l0``: λ = 0; ``toolweaver-init-random``: random code-token init). Training
+is the align stage's job (``toolweaver.align.train``); here a trained checkpoint is
+loaded (``toolweaver.align.models.load_checkpoint``) and ranks with trie-constrained
+beam search over the candidates' codes (``toolweaver.align.decode.retrieve``), so every
+returned tool is a real candidate and the top-k are distinct tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from toolweaver.align.decode import DecodeConfig, retrieve, trie_for_codes
+from toolweaver.align.models import load_checkpoint, resolve_device
+from toolweaver.eval.base import Ranking, TrainQuery
+
+logger = logging.getLogger(__name__)
+
+
+class GenerativeMethod:
+    """An LLM method: ``codes`` maps tool_id -> code string (``<a_1><b_2>``, or one atomic token code)."""
+
+    zero_shot = False
+
+    def __init__(
+        self,
+        method_id: str,
+        checkpoint: str | Path,
+        codes: Mapping[str, str],
+        *,
+        num_beams: int = 5,
+        device: str = "auto",
+    ) -> None:
+        if not codes:
+            raise ValueError(f"{method_id}: no tool codes given; run the codes stage (or pass the atomic codes)")
+        self.method_id = method_id
+        self.checkpoint = Path(checkpoint)
+        self.codes = dict(codes)
+        self.num_beams = num_beams
+        self.device = resolve_device(device)
+        self._model = None
+        self._tokenizer = None
+        self._tries: dict[tuple[str, ...], object] = {}
+
+    @property
+    def model_id(self) -> str:
+        return str(self.checkpoint)
+
+    def fit(
+        self,
+        train_queries: Sequence[TrainQuery],
+        qrels: Mapping[str, Mapping[str, float]],
+        tools: Mapping[str, str],
+    ) -> None:
+        """Load the trained checkpoint; tools of the catalog without a code fail loudly."""
+        uncoded = [t for t in tools if t not in self.codes]
+        if uncoded:
+            logger.warning(
+                "%s: %d catalog tools have no code (first: %s); they cannot be retrieved — "
+                "add them with the codes stage's incremental assignment",
+                self.method_id, len(uncoded), uncoded[:3],
+            )
+        self._model, self._tokenizer = load_checkpoint(self.checkpoint, device=self.device)
+        logger.info("%s: loaded %s on %s", self.method_id, self.checkpoint, self.device)
+
+    def _trie(self, candidates: Sequence[str]):
+        key = tuple(candidates)
+        if key not in self._tries:
+            coded = {t: self.codes[t] for t in candidates if t in self.codes}
+            if not coded:
+                raise KeyError(f"{self.method_id}: none of the {len(candidates)} candidates has a code")
+            self._tries[key] = trie_for_codes(self._tokenizer, coded)
+        return self._tries[key]
+
+    def rank(self, query_texts: Sequence[str], candidate_tool_ids: Sequence[str], k: int) -> list[Ranking]:
+        """Constrained top-k decoding of each query over the candidates' codes."""
+        if self._model is None:
+            raise RuntimeError(f"{self.method_id}: call fit() before rank()")
+        trie = self._trie(candidate_tool_ids)
+        config = DecodeConfig(top_k=k, num_beams=max(k, self.num_beams))
+        return [
+            [(hit.tool_id, hit.score) for hit in retrieve(self._model, self._tokenizer, text, trie, config)]
+            for text in query_texts
+        ]

@@ -1,0 +1,72 @@
+"""Method ids and their configuration: one frozen config, one factory.
+
+``bm25``, ``dense`` and ``toolretriever`` live here; the LLM methods (``atomic``,
+``toolweaver``, ``toolweaver-l0``, ``toolweaver-init-random``) are adapters over a
+trained checkpoint (see :mod:`toolweaver.eval.llm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolweaver.eval.base import RetrievalMethod
+from toolweaver.eval.bm25 import BM25Config, BM25Method
+from toolweaver.eval.dense import DenseConfig, DenseMethod
+from toolweaver.eval.toolretriever import ToolRetrieverConfig, ToolRetrieverMethod
+
+BASELINES: tuple[str, ...] = ("bm25", "dense", "toolretriever")
+LLM_METHODS: tuple[str, ...] = ("atomic", "toolweaver", "toolweaver-l0", "toolweaver-init-random")
+METHOD_IDS: tuple[str, ...] = BASELINES + LLM_METHODS
+
+
+class MethodsConfig(BaseModel):
+    """Settings of every method; the LLM ones name the checkpoint to evaluate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bm25: BM25Config = BM25Config()
+    dense: DenseConfig = DenseConfig()
+    toolretriever: ToolRetrieverConfig = ToolRetrieverConfig()
+    checkpoints: dict[str, str] = Field(
+        default_factory=dict, description="LLM method id -> checkpoint folder (resolved from the store by tasks/)"
+    )
+    num_beams: int = Field(5, ge=1, description="beams of the LLM methods' constrained decoding")
+    device: str = Field("auto", description="device of the LLM methods")
+
+
+def parse_method_ids(text: str) -> list[str]:
+    """``"bm25,dense"`` -> ``["bm25", "dense"]``; unknown or repeated ids fail loudly."""
+    ids = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in ids if m not in METHOD_IDS]
+    if unknown or not ids:
+        raise ValueError(f"unknown method id(s) {unknown or text!r}; choose from {', '.join(METHOD_IDS)}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"method ids repeated in {text!r}")
+    return ids
+
+
+def build_method(
+    method_id: str, config: MethodsConfig, codes: Mapping[str, Mapping[str, str]] | None = None
+) -> RetrievalMethod:
+    """A fresh, unfitted method object for ``method_id``; ``codes``: LLM method -> tool_id -> code."""
+    if method_id == "bm25":
+        return BM25Method(config.bm25)
+    if method_id == "dense":
+        return DenseMethod(config.dense)
+    if method_id == "toolretriever":
+        return ToolRetrieverMethod(config.toolretriever)
+    if method_id in LLM_METHODS:
+        from toolweaver.eval.llm import GenerativeMethod  # torch/transformers only when asked for
+
+        checkpoint = config.checkpoints.get(method_id)
+        if checkpoint is None:
+            raise ValueError(
+                f"{method_id}: no trained checkpoint given; train it first (toolweaver train ...) "
+                "or evaluate only bm25,dense,toolretriever"
+            )
+        method_codes = (codes or {}).get(method_id)
+        if not method_codes:
+            raise ValueError(f"{method_id}: no tool codes for checkpoint {checkpoint}; run the codes stage first")
+        return GenerativeMethod(method_id, checkpoint, method_codes, num_beams=config.num_beams, device=config.device)
+    raise ValueError(f"unknown method id {method_id!r}; choose from {', '.join(METHOD_IDS)}")
