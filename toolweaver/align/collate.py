@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -108,8 +109,13 @@ def encode_all(
     return encoded
 
 
-def collate(batch: Sequence[Encoded], *, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded `input_ids`, `attention_mask`, `labels` (B, T), T = longest in the batch."""
+def collate(
+    batch: Sequence[Encoded], *, pad_id: int, side: Literal["right", "left"] = "right"
+) -> dict[str, torch.Tensor]:
+    """Padded `input_ids`, `attention_mask`, `labels` (B, T), T = longest in the batch.
+
+    `side` says where the padding goes; the training loop pads left (see `train.collate_left`),
+    so both paddings share this one loop."""
     if not batch:
         raise ValueError("empty batch")
     width = max(len(e) for e in batch)
@@ -118,7 +124,8 @@ def collate(batch: Sequence[Encoded], *, pad_id: int) -> dict[str, torch.Tensor]
     attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, example in enumerate(batch):
         n = len(example)
-        input_ids[row, :n] = torch.tensor(example.input_ids)
-        labels[row, :n] = torch.tensor(example.labels)
-        attention_mask[row, :n] = 1
+        span = slice(width - n, width) if side == "left" else slice(0, n)
+        input_ids[row, span] = torch.tensor(example.input_ids)
+        labels[row, span] = torch.tensor(example.labels)
+        attention_mask[row, span] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

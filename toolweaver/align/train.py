@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
-from toolweaver.align.collate import IGNORE_INDEX, Encoded
+from toolweaver.align.collate import IGNORE_INDEX, Encoded, collate
 from toolweaver.align.models import CHECKPOINT_META, write_checkpoint_meta
 
 logger = logging.getLogger(__name__)
@@ -245,19 +245,10 @@ def collate_left(batch: Sequence[Encoded], *, pad_id: int) -> dict[str, torch.Te
 
     Left padding puts every target near the end of the row, so the LM head only has to
     run on the last few positions (see `train_step`)."""
-    if not batch:
-        raise ValueError("empty batch")
-    width = max(len(e) for e in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, example in enumerate(batch):
-        n = len(example)
-        input_ids[row, width - n :] = torch.tensor(example.input_ids)
-        labels[row, width - n :] = torch.tensor(example.labels)
-        attention_mask[row, width - n :] = 1
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "position_ids": position_ids}
+    padded = collate(batch, pad_id=pad_id, side="left")
+    # Positions count real tokens only, so a left-padded row sees the same positions as unpadded.
+    padded["position_ids"] = (padded["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+    return padded
 
 
 # --------------------------------------------------------------------------- step
