@@ -18,10 +18,13 @@ tools + variants = distinct input records. A tool_id is never dropped.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import astuple
+from typing import Any, TypeVar
 
 from toolweaver.ingest.records import QrelRecord, QueryRecord, ToolRecord, TrajectoryRecord, VariantRecord
+
+R = TypeVar("R")
 
 SOURCE_RANK: dict[str, int] = {"toolbench": 0, "stabletoolbench": 1, "bfcl": 2, "beir": 3, "toolgen": 4}
 
@@ -63,16 +66,21 @@ def variant_to_tool(variant: VariantRecord) -> ToolRecord:
 
 def merge_queries(records: Iterable[QueryRecord]) -> list[QueryRecord]:
     """One row per query_id; a non-empty text wins, then the smallest record (order-free)."""
-    best: dict[str, QueryRecord] = {}
-    for record in records:
-        current = best.get(record.query_id)
-        if current is None or _query_key(record) < _query_key(current):
-            best[record.query_id] = record
-    return [best[k] for k in sorted(best)]
+    return _best_per_key(records, key=lambda r: r.query_id, rank=_query_key)
 
 
 def _query_key(record: QueryRecord) -> tuple[bool, tuple[str, ...]]:
     return (not record.text.strip(), astuple(record))
+
+
+def _best_per_key(records: Iterable[R], *, key: Callable[[R], str], rank: Callable[[R], Any]) -> list[R]:
+    """The lowest-`rank` record of each `key`, sorted by key: independent of input order."""
+    best: dict[str, R] = {}
+    for record in records:
+        current = best.get(key(record))
+        if current is None or rank(record) < rank(current):
+            best[key(record)] = record
+    return [best[k] for k in sorted(best)]
 
 
 def merge_qrels(records: Iterable[QrelRecord]) -> tuple[list[QrelRecord], int]:
@@ -91,9 +99,4 @@ def merge_qrels(records: Iterable[QrelRecord]) -> tuple[list[QrelRecord], int]:
 
 def merge_trajectories(records: Iterable[TrajectoryRecord]) -> list[TrajectoryRecord]:
     """One row per trajectory_id; later files cannot reorder the pick (smallest record wins)."""
-    best: dict[str, TrajectoryRecord] = {}
-    for record in records:
-        current = best.get(record.trajectory_id)
-        if current is None or astuple(record) < astuple(current):
-            best[record.trajectory_id] = record
-    return [best[k] for k in sorted(best)]
+    return _best_per_key(records, key=lambda r: r.trajectory_id, rank=astuple)
