@@ -176,7 +176,7 @@ def _sync(device: torch.device) -> None:
 
 def print_epoch(m: dict[str, Any]) -> None:
     usage = ""
-    if m["phase"] == "rq":
+    if "collision_rate" in m:  # quantised epochs and the final cell-frame refit
         util = "/".join(f"{u:.2f}" for u in m["utilisation"])
         ppl = "/".join(f"{p:.0f}" for p in m["perplexity"])
         usage = f" coll={m['collision_rate']:.4f} util={util} ppl={ppl} revived={m['revived']}"

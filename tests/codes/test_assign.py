@@ -70,10 +70,12 @@ def test_fallback_takes_the_next_best_free_slot_by_distance(model_and_data) -> N
     same = np.repeat(x[:1], 2, axis=0)
     out = assign_codes(model, same, cfg.model_copy(update={"resolve_rounds": 0}))
     z = model.encode(torch.from_numpy(same[:1]))
-    books = model.quantizer.codebooks.detach()
+    quantizer = model.quantizer
+    books = quantizer.codebooks.detach()
     first = int(out.levels[0, 0])
     residual = z[0] - books[0, first]
-    by_distance = ((residual[None] - books[1]) ** 2).sum(1).argsort(stable=True).tolist()
+    framed = residual @ quantizer.whiten[0, first] if quantizer.whitened else residual  # the cell's frame
+    by_distance = ((framed[None] - books[1]) ** 2).sum(1).argsort(stable=True).tolist()
     assert out.levels[0].tolist() == [first, by_distance[0]]
     assert out.levels[1].tolist() == [first, by_distance[1]]
     assert out.report["fallback_used"] == 1 and out.report["rounds"] == 0

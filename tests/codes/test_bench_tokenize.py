@@ -38,7 +38,7 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
     for run in result["runs"]:
         assert run["unique"] is True
         assert 0.0 <= run["collision_rate_before"] <= 1.0
-        assert [m["phase"] for m in run["epochs"]] == ["warmup", "rq", "rq"]
+        assert [m["phase"] for m in run["epochs"]] == ["warmup", "rq", "rq", "refit"]
     assert set(result["aggregate"]["checks"]) == {"1.0"}
 
 

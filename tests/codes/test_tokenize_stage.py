@@ -114,7 +114,7 @@ def test_tokenize_then_500_new_tools_keeps_every_existing_code(stb_store: tuple[
     assert len({c for c, _, _ in codes_before.values()}) == old_tools.num_rows  # all unique
     assert latest_tokenizer(store) == first.codes_version
     assert store.read("vocabulary").num_rows == 2 * 128
-    assert store.read("rqvae_epochs").num_rows == 1 + 4
+    assert store.read("rqvae_epochs").num_rows == 1 + 4 + 1  # warm-up, quantised epochs, cell-frame refit
     metrics = store.read("code_metrics").to_pylist()[0]
     assert metrics["distinct_codes"] == old_tools.num_rows and metrics["alignment_cousage"] is not None
     report = store.read("collision_report").to_pylist()[0]

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from toolweaver.codes.config import RQVAEConfig
-from toolweaver.codes.kmeans import squared_distances
 from toolweaver.codes.rqvae import RQVAE
 from toolweaver.codes.sinkhorn import normalise_cost, sinkhorn_log
 
@@ -97,6 +96,7 @@ def _nearest(model: RQVAE, z: torch.Tensor) -> np.ndarray:
     return torch.cat([model.quantizer(chunk).indices for chunk in z.split(16384)]).cpu().numpy()
 
 
+@torch.no_grad()
 def resolve_collisions(
     model: RQVAE, z: torch.Tensor, nearest: np.ndarray, taken: set[Code], cfg: RQVAEConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -155,7 +155,7 @@ class _State:
 
     def __init__(self, model: RQVAE, z: torch.Tensor, codes: np.ndarray, taken: set[Code]) -> None:
         self.model, self.z, self.codes, self.taken = model, z, codes, taken
-        self.codebooks = model.quantizer.codebooks.detach()
+        self.quantizer = model.quantizer
         self.levels, self.k = model.levels, model.codebook_size
 
     def collisions(self) -> dict[Code, list[int]]:
@@ -178,9 +178,14 @@ class _State:
     def prefix_residual(self, rows: list[int] | np.ndarray, prefix: Code) -> torch.Tensor:
         """Residual (M, d) left for the last level after quantising `rows` with `prefix`."""
         residual = self.z[torch.as_tensor(np.asarray(rows), device=self.z.device)]
-        for level, code in enumerate(prefix):
-            residual = residual - self.codebooks[level, code]
-        return residual
+        codes = torch.tensor(prefix, dtype=torch.long, device=residual.device).expand(len(residual), len(prefix))
+        return self.quantizer.residual_after(residual, codes)
+
+    def distances(self, residual: torch.Tensor, prefix: Code) -> torch.Tensor:
+        """Squared distances (M, K) of residuals after `prefix` to the next level's codewords."""
+        level = len(prefix)
+        prev = torch.full((len(residual),), prefix[-1], dtype=torch.long, device=residual.device) if prefix else None
+        return self.quantizer.level_distances(residual, level, prev)
 
     def sinkhorn_round(self, groups: dict[Code, list[int]], epsilon: float) -> None:
         """Re-assign the last level of every mover by a Sinkhorn matching per prefix."""
@@ -194,14 +199,14 @@ class _State:
             free = np.array(sorted(set(range(self.k)) - used[prefix]), dtype=np.int64)
             if len(free) < len(movers):
                 continue  # the fallback moves some of them to another prefix
-            choice = self._match(self.prefix_residual(movers, prefix), free, epsilon)
+            distances = self.distances(self.prefix_residual(movers, prefix), prefix)
+            choice = self._match(distances[:, torch.as_tensor(free, device=distances.device)], epsilon)
             self.codes[movers, -1] = free[choice]
 
-    def _match(self, residual: torch.Tensor, free: np.ndarray, epsilon: float) -> np.ndarray:
+    def _match(self, distances: torch.Tensor, epsilon: float) -> np.ndarray:
         """Sinkhorn plan of M movers x F >= M free slots (unit masses + one dummy row) -> argmax."""
-        m, f = len(residual), len(free)
-        slots = self.codebooks[-1, torch.as_tensor(free, device=residual.device)]
-        cost = normalise_cost(squared_distances(residual, slots))
+        m, f = distances.shape
+        cost = normalise_cost(distances)
         row_mass = torch.ones(m, device=cost.device)
         if f > m:  # the dummy row takes the slots nobody needs, at no cost
             cost = torch.cat([cost, torch.zeros(1, f, device=cost.device)])
@@ -220,8 +225,7 @@ class _State:
         used = self.used_slots(exclude=set())
         placed = prefix_moves = 0
         for code, members in groups.items():
-            residual = self.prefix_residual(members, code[:-1])
-            distance = ((residual - self.codebooks[-1, code[-1]]) ** 2).sum(1).cpu().numpy()
+            distance = self.distances(self.prefix_residual(members, code[:-1]), code[:-1])[:, code[-1]].cpu().numpy()
             order = [members[j] for j in np.lexsort((np.array(members), distance))]
             movers = order if code in self.taken else order[1:]  # order[0] keeps `code`
             for i in movers:
@@ -238,8 +242,7 @@ class _State:
         """Nearest free slot for tool row i: own prefix first, then the nearest prefixes."""
         own = tuple(int(c) for c in self.codes[i, :-1])
         for prefix in [own, *self._other_prefixes(i, own)]:
-            residual = self.prefix_residual([i], prefix)
-            distance = squared_distances(residual, self.codebooks[-1])[0].cpu().numpy()
+            distance = self.distances(self.prefix_residual([i], prefix), prefix)[0].cpu().numpy()
             for slot in np.argsort(distance, kind="stable"):
                 if int(slot) not in used[prefix]:
                     return (*prefix, int(slot))
@@ -250,6 +253,5 @@ class _State:
         if self.levels < 2:
             return []
         head = own[:-1]
-        residual = self.prefix_residual([i], head)
-        distance = squared_distances(residual, self.codebooks[self.levels - 2])[0].cpu().numpy()
+        distance = self.distances(self.prefix_residual([i], head), head)[0].cpu().numpy()
         return [(*head, int(c)) for c in np.argsort(distance, kind="stable") if int(c) != own[-1]]

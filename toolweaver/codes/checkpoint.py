@@ -47,7 +47,8 @@ def load_rqvae(folder: str | Path, *, device: torch.device | str = "cpu") -> tup
     meta = json.loads(config_path.read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{config_path}: checkpoint format {meta.get('format')!r}, expected {FORMAT_VERSION}")
-    cfg = RQVAEConfig.model_validate(meta["config"])
+    # checkpoints written before residual whitening existed were trained without it
+    cfg = RQVAEConfig.model_validate({"residual_whitening": False, **meta["config"]})
     model = RQVAE(int(meta["input_dim"]), cfg)
     model.load_state_dict(load_file(str(weights_path)), strict=True)
     return model.to(device).eval(), cfg

@@ -60,6 +60,13 @@ class RQVAEConfig(BaseModel):
     )
     latent_dim: int = Field(32, ge=1, description="dimension of the quantised latent")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    residual_whitening: bool = Field(
+        True, description="levels >= 2 quantise the residual in the PCA-whitened frame of its previous-level "
+        "cell (rqvae.ResidualQuantizer; module docstring)"
+    )
+    whitening_shrinkage: float = Field(
+        8.0, ge=0.0, description="pseudo-count of rows pulling each cell's residual covariance to the pooled one"
+    )
 
     # loss (paper: beta=0.25)
     beta: float = Field(0.25, ge=0.0, description="commitment weight")
@@ -83,7 +90,9 @@ class RQVAEConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0)
     seed: int = 0
     kmeans_iters: int = Field(10, ge=1, description="Lloyd iterations of the codebook initialisation")
-    kmeans_sample: int = Field(16384, ge=2, description="rows sampled for the k-means initialisation")
+    kmeans_sample: int = Field(
+        65536, ge=2, description="rows sampled for the k-means initialisation and the final cell-frame refit"
+    )
     revive_dead_codes: bool = Field(
         True, description="after each epoch, move unused codewords onto residuals of random tools"
     )
