@@ -107,9 +107,6 @@ def store_inputs(store: Store, selector: str, config: EvaluateConfig) -> tuple[I
     return inputs, _versions(used), used
 
 
-CODE_METHODS: tuple[str, ...] = tuple(m for m in LLM_METHODS if m != "atomic")
-
-
 @dataclass(frozen=True)
 class MethodCodes:
     """What an LLM method decodes: tool_id -> code (or atomic token), and the codes it came from."""

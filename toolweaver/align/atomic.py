@@ -27,7 +27,6 @@ from typing import Literal
 from toolweaver.align.vocab import CODE_TOKEN_PATTERN, FINISH_TOKEN, split_codes
 
 TokenScheme = Literal["codes", "atomic"]
-TOKEN_SCHEMES: tuple[TokenScheme, ...] = ("codes", "atomic")
 
 MAX_BODY_CHARS = 96
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.&-]+")
