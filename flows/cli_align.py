@@ -5,8 +5,9 @@ that `toolweaver --help` stays fast.
 
 `retrieve` loads a registered `llm` checkpoint (the latest unless `--checkpoint`) and
 decodes with the codes that checkpoint was trained on, named by its meta `codes_version`:
-an int is a version of the `codes` table; a string selects the latest `codes` rows whose
-`codes_version` column equals it.
+an int is a version of the `codes` table; a string (a tokenizer id) selects the newest
+`codes` rows of that tokenizer (`tasks.evaluate.checkpoint_codes`; atomic checkpoints get
+the atomic tokens of the tools they were trained on).
 """
 
 from __future__ import annotations
@@ -138,18 +139,13 @@ def _pick_checkpoint(store, checkpoint_id: str | None) -> tuple[str, dict]:
 
 
 def _codes_for(store, meta: dict) -> dict[str, str]:
-    """{tool_id: code} of the codes the checkpoint was trained on."""
-    if "codes_version" not in meta:
-        raise KeyError("checkpoint meta has no 'codes_version': cannot tell which codes it was trained on")
-    version = meta["codes_version"]
-    if isinstance(version, int):
-        table = store.read("codes", version=version, columns=["tool_id", "code"])
+    """{tool_id: code (or atomic token)} the checkpoint was trained on."""
+    from tasks.evaluate import checkpoint_codes
+
+    if isinstance(meta.get("codes_version"), int):
+        table = store.read("codes", version=meta["codes_version"], columns=["tool_id", "code"])
         return dict(zip(table.column("tool_id").to_pylist(), table.column("code").to_pylist(), strict=True))
-    rows = store.read("codes", columns=["tool_id", "code", "codes_version"]).to_pylist()
-    codes = {r["tool_id"]: r["code"] for r in rows if r["codes_version"] == version}
-    if not codes:
-        raise KeyError(f"the codes table has no rows with codes_version {version!r}")
-    return codes
+    return checkpoint_codes(store, meta).codes
 
 
 def register(app: typer.Typer) -> None:

@@ -28,6 +28,9 @@ def finetune(
     max_length: Annotated[int | None, typer.Option("--max-length", min=8, help="Tokens per example (longer ones lose their oldest tokens).")] = None,
     save_every: Annotated[int | None, typer.Option("--save-every", min=0, help="Checkpoint every N steps (0: only at the end).")] = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", min=1, help="Checkpoints kept per stage.")] = None,
+    lora_r: Annotated[int | None, typer.Option("--lora-r", min=1, help="LoRA rank (default: the config's).")] = None,
+    tokens: Annotated[str | None, typer.Option("--tokens", help="codes (ToolWeaver: L×K code tokens; the default) or atomic (ToolGen: one new token per tool), trained on the same examples.")] = None,
+    vocab_init: Annotated[str | None, typer.Option("--vocab-init", help="Init of the new token rows: random, mean or codebook (RQ-VAE codebooks; codes only). Default: the config's (random).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     config_json: Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False, help="A FinetuneConfig JSON file; options given here override it.")] = None,
@@ -41,11 +44,13 @@ def finetune(
     overrides = {
         "mode": mode, "max_steps": max_steps, "epochs": epochs, "lr": lr, "batch_size": batch_size,
         "grad_accum": grad_accum, "max_length": max_length, "save_every": save_every, "keep_last": keep_last,
-        "device": device, "seed": seed,
+        "lora_r": lora_r, "device": device, "seed": seed,
     }
     train = {**base.get("train", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    vocab = {**base.get("vocab", {}), **({"init": vocab_init} if vocab_init else {})}
+    chosen = {"model": model, "stages": tuple(s.strip() for s in stages.split(",") if s.strip()), "train": train, "vocab": vocab, **({"tokens": tokens} if tokens else {})}
     try:
-        config = FinetuneConfig(**{**base, "model": model, "stages": tuple(s.strip() for s in stages.split(",") if s.strip()), "train": train})
+        config = FinetuneConfig(**{**base, **chosen})
     except ValueError as error:
         raise fail(f"invalid settings: {error}") from error
     outcomes = run_finetune(Store(resolve_store(store)), config, init=init)

@@ -9,8 +9,10 @@ markdown + PNG report when asked.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage import Store, TableRef, register_schema
+from toolweaver.align.atomic import atomic_tokens
 from toolweaver.align.splits import SplitConfig
 from toolweaver.eval.harness import SETTINGS, EvalRow, Setting, evaluate_method
 from toolweaver.eval.methods import LLM_METHODS, MethodsConfig, build_method
@@ -60,6 +63,9 @@ class EvaluateConfig(BaseModel):
     split: SplitConfig = SplitConfig()
     method_configs: MethodsConfig = MethodsConfig()
     ingest_beir: bool = Field(True, description="ingest a --beir folder into the store before evaluating")
+    code_new_tools: bool = Field(
+        True, description="code-based LLM methods: give catalog tools without a code one (stable incremental assignment)"
+    )
 
 
 def _versions(refs: Sequence[TableRef]) -> dict[str, int]:
@@ -101,42 +107,155 @@ def store_inputs(store: Store, selector: str, config: EvaluateConfig) -> tuple[I
     return inputs, _versions(used), used
 
 
-def llm_codes(store: Store, config: EvaluateConfig) -> tuple[dict[str, dict[str, str]], list[TableRef]]:
-    """tool_id -> code for every LLM method's checkpoint, from the ``codes`` table version it was trained on."""
-    wanted = [m for m in config.methods if m in LLM_METHODS]
-    if not wanted:
-        return {}, []
+@dataclass(frozen=True)
+class MethodCodes:
+    """What an LLM method decodes: tool_id -> code (or atomic token), and the codes it came from."""
+
+    codes: dict[str, str]
+    ref: TableRef  # the `codes` table version read
+    codes_version: str
+    tokens: str  # codes | atomic
+
+
+def _ref_at(store: Store, table: str, version: int) -> TableRef:
+    """The ref of an older table version (digest from its lineage record when the store wrote it)."""
+    latest = store.latest(table)
+    if latest is not None and latest.version == version:
+        return latest
+    info = next((v for v in store.history(table) if v.version == version), None)
+    if info is not None and info.lineage is not None:
+        return TableRef(table, version, info.lineage.digest, info.lineage.rows)
+    return TableRef(table, version, "", store.read(table, version=version, columns=["tool_id"]).num_rows)
+
+
+def codes_of_version(store: Store, codes_version: str, table_version: int | None = None) -> tuple[dict[str, str], TableRef]:
+    """tool_id -> code of tokenizer `codes_version`, read at `table_version` when given, else
+    at the newest `codes` table version holding that codes version: the table holds one
+    codes version at a time (a retokenisation, e.g. `tokenize --retrain --lambda 0`,
+    overwrites it), so an older model's codes are found in the table's history, with the
+    tools incrementally added to them since."""
+    latest = store.latest("codes")
+    if latest is None:
+        raise FileNotFoundError(f"store {store.root} has no codes table; run the codes stage first")
+    candidates = [table_version] if table_version is not None else range(latest.version, -1, -1)
+    for version in candidates:
+        table = store.read("codes", version=version, columns=["tool_id", "code", "codes_version"]).to_pydict()
+        codes = {t: c for t, c, v in zip(table["tool_id"], table["code"], table["codes_version"], strict=True) if v == codes_version}
+        if codes:
+            return codes, _ref_at(store, "codes", version)
+    where = f"version {table_version}" if table_version is not None else f"any of its versions 0..{latest.version}"
+    raise KeyError(f"the codes table holds no codes of {codes_version!r} in {where}; evaluate with the store the model was trained on")
+
+
+def checkpoint_codes(store: Store, meta: Mapping[str, object]) -> MethodCodes:
+    """The codes a checkpoint decodes with, from its meta (`tokens`, `codes_version`,
+    `codes_table_version`): `codes` -> the newest codes of its version (incrementally
+    placed tools included); `atomic` -> the atomic token of every tool of the exact table
+    version it was trained on (its tokenizer has a token for those tools only)."""
+    if "codes_version" not in meta:
+        raise KeyError("checkpoint meta has no 'codes_version': cannot tell which codes it was trained on")
+    tokens = str(meta.get("tokens", "codes"))
+    codes_version = str(meta["codes_version"])
+    table_version = meta.get("codes_table_version")
+    if tokens == "atomic":
+        if table_version is None:
+            raise KeyError("atomic checkpoint meta has no 'codes_table_version': cannot tell which tools it has tokens for")
+        codes, ref = codes_of_version(store, codes_version, int(table_version))
+        return MethodCodes(atomic_tokens(codes), ref, codes_version, tokens)
+    if tokens != "codes":
+        raise ValueError(f"unknown token scheme {tokens!r} in checkpoint meta (codes | atomic)")
+    codes, ref = codes_of_version(store, codes_version)
+    return MethodCodes(codes, ref, codes_version, tokens)
+
+
+def llm_codes(store: Store, config: EvaluateConfig, catalog: Sequence[str] = ()) -> dict[str, MethodCodes]:
+    """Codes of every LLM method's checkpoint. Code-based methods also get codes for the
+    `catalog` tools that have none yet (`code_new_tools`, e.g. a BEIR corpus just
+    ingested): placed by the stable incremental assignment, existing codes unchanged."""
     from toolweaver.align.models import read_checkpoint_meta
 
-    ref = store.latest("codes")
-    if ref is None:
-        raise FileNotFoundError(f"store {store.root} has no codes table; run the codes stage before evaluating {wanted}")
-    table = store.read("codes", version=ref.version, columns=["tool_id", "code", "codes_version"]).to_pydict()
-    out: dict[str, dict[str, str]] = {}
-    for method_id in wanted:
+    out: dict[str, MethodCodes] = {}
+    for method_id in (m for m in config.methods if m in LLM_METHODS):
         folder = config.method_configs.checkpoints.get(method_id)
         if folder is None:
             raise ValueError(f"{method_id}: pass --checkpoint {method_id}=CHECKPOINT_ID (a trained LLM checkpoint)")
-        trained_on = read_checkpoint_meta(Path(folder)).get("codes_version")
-        out[method_id] = {
-            t: c for t, c, v in zip(table["tool_id"], table["code"], table["codes_version"], strict=True) if v == trained_on
-        }
-        if not out[method_id]:
-            raise ValueError(
-                f"{method_id}: checkpoint {folder} was trained on codes {trained_on!r}, which the latest codes "
-                f"table (version {ref.version}) does not hold; evaluate with the matching store"
-            )
-    return out, [ref]
+        found = checkpoint_codes(store, read_checkpoint_meta(Path(folder)))
+        expected = "atomic" if method_id == "atomic" else "codes"
+        if found.tokens != expected:
+            raise ValueError(f"{method_id}: checkpoint {folder} was trained with {found.tokens} tokens, not {expected}")
+        missing = [t for t in catalog if t not in found.codes]
+        if missing and config.code_new_tools and found.tokens == "codes":
+            found = _with_new_codes(store, found, missing)
+        out[method_id] = found
+    return out
+
+
+def _with_new_codes(store: Store, found: MethodCodes, missing: Sequence[str]) -> MethodCodes:
+    """`found` plus codes for the `missing` tools that are in the store's `tools` table."""
+    from tasks.tokenize import TokenizeConfig, assign_incremental, embed_tools
+
+    embed = _embed_config(store, found.codes_version)
+    embed_tools(store, embed)  # only docs without a vector are embedded
+    current = store.latest("codes")
+    if current is not None and current.version == found.ref.version:
+        # The store's current codes: extend them in the store (appended rows, one version).
+        result = assign_incremental(store, TokenizeConfig(embed=embed), found.codes_version)
+        codes, ref = codes_of_version(store, found.codes_version)
+        logger.info("coded %d new tools with tokenizer %s (codes v%d)", result.n_new_codes, found.codes_version, ref.version)
+    else:
+        # An older codes version (replaced by a retokenisation): extend it in memory only.
+        codes, ref = {**found.codes, **_place_in_memory(store, found, missing, embed)}, found.ref
+    still = sum(t not in codes for t in missing)
+    if still:
+        logger.warning("%d catalog tools are not in the store's tools table and stay uncoded (ingest them first)", still)
+    return MethodCodes(codes, ref, found.codes_version, found.tokens)
+
+
+def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], embed) -> dict[str, str]:
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from tasks.tokenize import read_tools, tool_vectors
+    from toolweaver.codes import assign_new_codes, format_code, load_rqvae, parse_code
+
+    tools = read_tools(store)
+    tools = tools.filter(pc.is_in(tools.column("tool_id"), pa.array(sorted(set(missing)), pa.string())))
+    if tools.num_rows == 0:
+        return {}
+    model, rq_cfg = load_rqvae(store.checkpoint_path(found.codes_version))
+    existing = np.array([parse_code(c) for c in found.codes.values()], dtype=np.int64)
+    levels = assign_new_codes(model, tool_vectors(store, tools, embed), existing, rq_cfg)
+    ids = tools.column("tool_id").to_pylist()
+    logger.info("placed %d new tools in memory with tokenizer %s (not the store's current codes)", len(ids), found.codes_version)
+    return {t: format_code(row) for t, row in zip(ids, levels.tolist(), strict=True)}
+
+
+def _embed_config(store: Store, codes_version: str):
+    """The embedder the codes' tokenizer was trained on (its meta `embed_model_key`)."""
+    from toolweaver.codes.embed import EmbedConfig, model_key
+
+    rows = [r for r in store.checkpoints(kind="rqvae").to_pylist() if r["checkpoint_id"] == codes_version]
+    if not rows:
+        raise KeyError(f"codes {codes_version!r} name no registered tokenizer (rqvae checkpoint): new tools cannot be coded")
+    key = str(json.loads(rows[0]["meta"] or "{}").get("embed_model_key", ""))
+    config = EmbedConfig(model=key.split("#", 1)[0], show_progress=False)
+    if model_key(config) != key:
+        raise ValueError(
+            f"tokenizer {codes_version} was trained on embeddings {key!r}, made with a non-default doc template or "
+            "normalisation; code the new tools with `toolweaver tokenize` (same settings) before evaluating"
+        )
+    return config
 
 
 def run_methods(
-    inputs: Inputs, config: EvaluateConfig, versions: dict[str, object], codes: dict[str, dict[str, str]]
+    inputs: Inputs, config: EvaluateConfig, versions: dict[str, object], codes: Mapping[str, MethodCodes]
 ) -> list[EvalRow]:
     """Fit and evaluate every configured method on the same inputs."""
     rows: list[EvalRow] = []
     for method_id in config.methods:
-        method = build_method(method_id, config.method_configs, codes)
-        rows.extend(evaluate_method(method, inputs.catalog, inputs.train, inputs.eval_sets, config.settings, versions))
+        method = build_method(method_id, config.method_configs, {m: c.codes for m, c in codes.items()})
+        used = {**versions, "codes": codes[method_id].ref.version} if method_id in codes else versions
+        rows.extend(evaluate_method(method, inputs.catalog, inputs.train, inputs.eval_sets, config.settings, used))
     return rows
 
 
@@ -171,10 +290,11 @@ def evaluate(
             skipped.append(str(err))
     if not loaded:
         raise NothingToEvaluate("nothing to evaluate: " + "; ".join(skipped))
-    codes, refs = llm_codes(store, config)
+    catalog = sorted({t for inputs, _, _ in loaded for t in inputs.catalog})
+    codes = llm_codes(store, config, catalog)
+    refs = [c.ref for c in codes.values()]
     rows: list[EvalRow] = []
     for inputs, versions, input_refs in loaded:
-        versions = {**versions, **{r.table: r.version for r in refs}}
         rows.extend(run_methods(inputs, config, versions, codes))
         refs.extend(input_refs)
     ref = write_results(store, rows, list({(r.table, r.version): r for r in refs}.values()), config)

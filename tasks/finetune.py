@@ -1,10 +1,16 @@
 """Stage `finetune`: staged fine-tuning (memorization -> retrieval -> trajectory) over a store.
 
 Each stage reads its `sft_examples` (split `train`) and the `codes` table, starts from the
-previous stage's final checkpoint (the first one from the base model with the code
+previous stage's final checkpoint (the first one from the base model with the new
 vocabulary added), trains (`toolweaver.align.train`), registers a checkpoint every
-`save_every` steps (`kind="llm"`, meta: stage, codes_version, base_model, step, init) and
-appends its per-step metrics to `train_metrics` at every checkpoint.
+`save_every` steps (`kind="llm"`, meta: stage, tokens, codes_version, codes_table_version,
+vocab_init, base_model, step, init) and appends its per-step metrics to `train_metrics`
+at every checkpoint.
+
+Token schemes (`tokens`): `codes` (ToolWeaver: the L×K code tokens) or `atomic` (ToolGen:
+one new token per tool of the codes table, `toolweaver.align.atomic`). Both train on the
+same `sft_examples` rows: for `atomic` every code in them is replaced by its tool's token,
+so the pair differs only in the vocabulary.
 
 Resume: a stage's checkpoints carry a config hash (settings + input digests + start
 checkpoint). Re-running the same stage finds its newest surviving checkpoint with that
@@ -25,16 +31,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from storage import Store, TableRef
 from storage.schemas import register_schema
+from toolweaver.align.atomic import TokenScheme, atomic_tokens, rewrite_codes
 from toolweaver.align.collate import encode_all
 from toolweaver.align.models import DEFAULT_MODEL, load_checkpoint, load_model_and_tokenizer, read_checkpoint_meta, resolve_device
 from toolweaver.align.train import STAGES, Stage, StepMetrics, TrainConfig, metrics_record, prepare_model, train
-from toolweaver.align.vocab import VocabConfig, add_code_tokens
+from toolweaver.align.vocab import VocabConfig, add_atomic_tokens, add_code_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,13 @@ class FinetuneConfig(BaseModel):
     per_stage: dict[Stage, dict[str, object]] = {}
     vocab: VocabConfig = VocabConfig()
     split: str = "train"
+    tokens: TokenScheme = "codes"
+
+    @model_validator(mode="after")
+    def _init_fits_tokens(self) -> FinetuneConfig:
+        if self.tokens == "atomic" and self.vocab.init == "codebook":
+            raise ValueError("vocab init 'codebook' needs code levels: use init 'random' or 'mean' with tokens='atomic'")
+        return self
 
     def stage_config(self, stage: Stage) -> TrainConfig:
         return TrainConfig(**{**self.train.model_dump(), **self.per_stage.get(stage, {}), "stage": stage})
@@ -104,16 +119,37 @@ def read_examples(store: Store, stage: Stage, split: str) -> tuple[list[list[dic
     return [json.loads(r["conversations"]) for r in chosen], ref
 
 
-def read_codes(store: Store) -> tuple[list[list[int]], str, TableRef]:
-    """(levels of every tool, codes_version, ref) of the latest `codes` table."""
+@dataclass(frozen=True)
+class CodesInput:
+    """The latest `codes` table: one row per tool, all of one codes version."""
+
+    tool_ids: list[str]
+    levels: list[list[int]]
+    codes: list[str]
+    codes_version: str
+    ref: TableRef
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels[0])
+
+    def atomic(self) -> dict[str, str]:
+        """{code string: atomic token} of every tool (the rewrite map of the atomic scheme)."""
+        token_of = atomic_tokens(self.tool_ids)
+        return {code: token_of[t] for t, code in zip(self.tool_ids, self.codes, strict=True)}
+
+
+def read_codes(store: Store) -> CodesInput:
+    """The latest `codes` table (rows sorted by tool_id)."""
     ref = store.latest("codes")
     if ref is None:
         raise FileNotFoundError(f"store {store.root} has no codes table: run the codes stage first")
-    table = store.read("codes", version=ref.version, columns=["levels", "codes_version"])
+    table = store.read("codes", version=ref.version, columns=["tool_id", "levels", "code", "codes_version"]).sort_by("tool_id")
     versions = sorted(set(table.column("codes_version").to_pylist()))
     if len(versions) != 1:
         raise ValueError(f"codes v{ref.version} mixes codes versions {versions}; a model is trained on exactly one")
-    return table.column("levels").to_pylist(), versions[0], ref
+    columns = table.to_pydict()
+    return CodesInput(columns["tool_id"], columns["levels"], columns["code"], versions[0], ref)
 
 
 def stage_hash(config: FinetuneConfig, stage: Stage, inputs: Sequence[TableRef], init: str) -> str:
@@ -128,6 +164,8 @@ def stage_hash(config: FinetuneConfig, stage: Stage, inputs: Sequence[TableRef],
         "inputs": sorted((r.table, r.digest) for r in inputs),
         "init": init,
     }
+    if config.tokens != "codes":  # only then: stages trained before the option existed keep their hash
+        payload["tokens"] = config.tokens
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -173,29 +211,76 @@ def _flush_metrics(store: Store, rows: list[dict], inputs: Sequence[TableRef], c
 # --------------------------------------------------------------------------- stage
 
 
-def _start_model(store: Store, config: FinetuneConfig, init: str | None, codes: list[list[int]], codes_version: str, device):
+def _check_init(init: str, meta: dict, config: FinetuneConfig, codes: CodesInput) -> None:
+    """A stage continues its init checkpoint only with the same codes and token scheme."""
+    tokens = meta.get("tokens", "codes")
+    if meta.get("codes_version") != codes.codes_version or tokens != config.tokens:
+        raise ValueError(
+            f"checkpoint {init} was trained with {tokens} tokens on codes {meta.get('codes_version')!r}, but this "
+            f"stage uses {config.tokens} tokens on codes {codes.codes_version!r}; start again from the base model "
+            "(or re-run the earlier stages)"
+        )
+
+
+def _codebook_init_inputs(store: Store, codes: CodesInput) -> dict:
+    """`add_code_tokens` arguments of init='codebook': the RQ-VAE codebooks of the codes
+    version (its tokenizer checkpoint) and the (levels, name) pairs to fit the map on."""
+    from toolweaver.codes import load_rqvae
+
+    rqvae, _ = load_rqvae(store.checkpoint_path(codes.codes_version))
+    books = rqvae.quantizer.codebooks.detach().cpu().numpy()
+    names = {}
+    if store.exists("tools"):
+        tools = store.read("tools", columns=["tool_id", "tool_name", "api_name"]).to_pylist()
+        names = {t["tool_id"]: f"{t['tool_name']} {t['api_name']}" for t in tools}
+    return {
+        "codebooks": list(books),
+        "fit_levels": np.asarray(codes.levels, dtype=np.int64),
+        "fit_names": [names.get(t, t.replace("&&", " ")) for t in codes.tool_ids],
+    }
+
+
+def _codebook_size(store: Store, codes: CodesInput) -> int:
+    """K of the codes' tokenizer (its registered meta), so that codes placed later for new
+    tools (free slots anywhere in the codebook) have tokens too; without a registered
+    tokenizer, the largest index used + 1."""
+    used = 1 + max(max(levels) for levels in codes.levels)
+    if store.exists("checkpoints"):
+        for row in store.checkpoints(kind="rqvae").to_pylist():
+            if row["checkpoint_id"] == codes.codes_version:
+                return max(used, int(json.loads(row["meta"] or "{}").get("codebook_size") or used))
+    return used
+
+
+def _start_model(store: Store, config: FinetuneConfig, init: str | None, codes: CodesInput, device):
     """(model, tokenizer, new token ids) at the start of a stage."""
     if init is not None:
         folder = store.checkpoint_path(init)
-        meta = read_checkpoint_meta(folder)
-        if meta.get("codes_version") != codes_version:
-            raise ValueError(
-                f"checkpoint {init} was trained on codes {meta.get('codes_version')!r} but the store now has "
-                f"{codes_version!r}; start again from the base model (or re-run the earlier stages)"
-            )
+        _check_init(init, read_checkpoint_meta(folder), config, codes)
         model, tokenizer = load_checkpoint(folder, device=device, trainable=True)
         return model, tokenizer, []
     model, tokenizer = load_model_and_tokenizer(config.model, device=device)
     old_size = model.get_input_embeddings().weight.shape[0]
-    n_levels = len(codes[0])
-    codebook_size = 1 + max(max(levels) for levels in codes)
     # Resizing draws rows from the global RNG (rows the vocabulary init then overwrites,
     # unless the tokenizer already knew the tokens): seed it so a stage is reproducible.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.vocab.seed)
-        add_code_tokens(tokenizer, model, n_levels=n_levels, codebook_size=codebook_size, config=config.vocab)
+        if config.tokens == "atomic":
+            add_atomic_tokens(tokenizer, model, sorted(codes.atomic().values()), config=config.vocab)
+        else:
+            extra = _codebook_init_inputs(store, codes) if config.vocab.init == "codebook" else {}
+            add_code_tokens(
+                tokenizer, model, n_levels=codes.n_levels, codebook_size=_codebook_size(store, codes), config=config.vocab, **extra
+            )
     new_ids = list(range(old_size, model.get_input_embeddings().weight.shape[0]))
     return model, tokenizer, new_ids
+
+
+def _vocab_init(store: Store, init: str | None, config: FinetuneConfig) -> str:
+    """How the new rows of this chain of stages were initialised (the first stage's setting)."""
+    if init is None:
+        return config.vocab.init
+    return str(read_checkpoint_meta(store.checkpoint_path(init)).get("vocab_init", "unknown"))
 
 
 def finetune_stage(
@@ -210,8 +295,11 @@ def finetune_stage(
     final checkpoint. Resumes or re-uses a previous run of the same stage (see module doc)."""
     train_config = config.stage_config(stage)
     conversations, examples_ref = read_examples(store, stage, config.split)
-    codes, codes_version, codes_ref = read_codes(store)
-    inputs = [examples_ref, codes_ref]
+    codes = read_codes(store)
+    if config.tokens == "atomic":
+        token_of_code = codes.atomic()
+        conversations = [rewrite_codes(c, token_of_code, codes.n_levels) for c in conversations]
+    inputs = [examples_ref, codes.ref]
     config_hash = stage_hash(config, stage, inputs, init or f"base:{config.model}")
     previous = stage_checkpoints(store, stage, config_hash)
     if previous and read_checkpoint_meta(previous[-1][2]).get("final"):
@@ -224,10 +312,16 @@ def finetune_stage(
         model, tokenizer = load_checkpoint(resume[2], device=device, trainable=True)
         new_ids: list[int] = []
     else:
-        model, tokenizer, new_ids = _start_model(store, config, init, codes, codes_version, device)
+        model, tokenizer, new_ids = _start_model(store, config, init, codes, device)
     model = prepare_model(model, new_ids, train_config)
     examples = encode_all(tokenizer, conversations, max_length=train_config.max_length)
-    meta = {"stage": stage, "codes_version": codes_version, "base_model": config.model, "init": init or "base"}
+    meta = {
+        "stage": stage, "base_model": config.model, "init": init or "base", "tokens": config.tokens,
+        # The codes the model emits (codes) or whose tools it has tokens for (atomic):
+        # tokenizer id + the `codes` table version, so evaluation decodes with exactly these.
+        "codes_version": codes.codes_version, "codes_table_version": codes.ref.version,
+        "vocab_init": _vocab_init(store, init, config),
+    }
 
     pending: list[dict] = []
     registered: dict[int, str] = {}

@@ -62,8 +62,12 @@ def test_stages_chain_register_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert (memo.steps, retr.steps) == (6, 4)  # 12 and 8 train examples, batch 4, 2 epochs
     rows = {r["checkpoint_id"]: r for r in store.checkpoints(kind="llm").to_pylist()}
     meta_m, meta_r = json.loads(rows[memo.checkpoint_id]["meta"]), json.loads(rows[retr.checkpoint_id]["meta"])
-    assert meta_m == {"stage": "memorization", "codes_version": "cv1", "base_model": base, "step": 6, "init": "base"}
+    assert meta_m == {
+        "stage": "memorization", "codes_version": "cv1", "codes_table_version": 0, "tokens": "codes",
+        "vocab_init": "random", "base_model": base, "step": 6, "init": "base",
+    }
     assert meta_r["init"] == memo.checkpoint_id and meta_r["stage"] == "retrieval" and meta_r["step"] == 4
+    assert meta_r["vocab_init"] == "random"  # inherited from the stage it continues
     # Retention keep_last=1: only each stage's final folder survives.
     alive = sorted(r["checkpoint_id"] for r in rows.values() if (store.root / r["path"]).is_dir())
     assert alive == sorted([memo.checkpoint_id, retr.checkpoint_id])

@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import LogitsProcessor
 
+from toolweaver.align.atomic import ATOMIC_TOKEN_PATTERN
 from toolweaver.align.datasets import retrieval_prompt
 from toolweaver.align.models import render_chat
 from toolweaver.align.trie import CodeTrie, build_trie
@@ -57,11 +58,15 @@ class Retrieved:
 
 
 def code_token_ids(tokenizer, code: str) -> list[int]:
-    """Token ids of one code string, looked up token by token (never re-tokenised)."""
-    tokens = [code_token(level, index) for level, index in enumerate(parse_code(code))]
+    """Token ids of one code string (`<a_1><b_2>`: one id per level) or of one atomic tool
+    token (`<<tool&&api>>`: one id), looked up token by token (never re-tokenised)."""
+    if ATOMIC_TOKEN_PATTERN.fullmatch(code):
+        tokens = [code]
+    else:
+        tokens = [code_token(level, index) for level, index in enumerate(parse_code(code))]
     ids = tokenizer.convert_tokens_to_ids(tokens)
     if any(i is None or i == tokenizer.unk_token_id for i in ids):
-        raise KeyError(f"code {code} has tokens missing from the tokenizer; add the code vocabulary first")
+        raise KeyError(f"code {code} has tokens missing from the tokenizer; add the code (or atomic) vocabulary first")
     return [int(i) for i in ids]
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CODE_TOKEN_PATTERN", "FINISH_TOKEN", "CodeVocab", "VocabConfig", "add_code_tokens", "code_token",
+    "CODE_TOKEN_PATTERN", "FINISH_TOKEN", "CodeVocab", "VocabConfig", "add_atomic_tokens", "add_code_tokens", "code_token",
     "code_tokens", "code_vocab", "format_code", "parse_code", "split_codes",
 ]
 
@@ -141,6 +141,28 @@ def add_code_tokens(
         _init_new_rows(tokenizer, model, new_ids, n_base, vocab, config, codebooks, fit_levels, fit_names)
     logger.info("added %d code tokens (%s init); tokenizer size now %d", n_added, config.init, len(tokenizer))
     return CodeVocab(vocab.level_ids, vocab.finish_id, n_added)
+
+
+def add_atomic_tokens(tokenizer, model: torch.nn.Module, tokens: Sequence[str], *, config: VocabConfig) -> list[int]:
+    """Add one token per tool (ToolGen's atomic tokens, `toolweaver.align.atomic`) and Finish
+    as normal tokens, resize the embeddings and initialise the new rows (`random` or `mean`;
+    `codebook` needs code levels, which atomic tokens do not have). Existing rows stay
+    bit-identical; tokens already present are reused. Returns the ids of `tokens`."""
+    if config.init == "codebook":
+        raise ValueError("init='codebook' maps code levels to rows; atomic tokens take init 'random' or 'mean'")
+    wanted = [*tokens, FINISH_TOKEN]
+    existing = set(tokenizer.get_vocab())
+    n_rows = model.get_input_embeddings().weight.shape[0]
+    n_base = min(len(tokenizer), n_rows)
+    n_added = tokenizer.add_tokens(wanted, special_tokens=False)
+    if len(tokenizer) > n_rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    ids = [_single_id(tokenizer, t) for t in wanted]
+    new_ids = [i for t, i in zip(wanted, ids, strict=True) if t not in existing]
+    if new_ids:
+        _init_new_rows(tokenizer, model, new_ids, n_base, None, config, None, None, None)
+    logger.info("added %d atomic tokens (%s init); tokenizer size now %d", n_added, config.init, len(tokenizer))
+    return ids[:-1]
 
 
 def _init_new_rows(tokenizer, model, new_ids, n_base, vocab, config, codebooks, fit_levels, fit_names) -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from toolweaver.align.decode import DecodeConfig, retrieve, trie_for_codes
+from toolweaver.align.decode import DecodeConfig, code_token_ids, retrieve, trie_for_codes
 from toolweaver.align.models import load_checkpoint, resolve_device
 from toolweaver.eval.base import Ranking, TrainQuery
 
@@ -66,6 +66,21 @@ class GenerativeMethod:
             )
         self._model, self._tokenizer = load_checkpoint(self.checkpoint, device=self.device)
         logger.info("%s: loaded %s on %s", self.method_id, self.checkpoint, self.device)
+        self._drop_untokenizable()
+
+    def _drop_untokenizable(self) -> None:
+        """Codes with a token the checkpoint's vocabulary lacks (e.g. a code placed after
+        training in a slot beyond the trained codebook) cannot be decoded: drop them, loudly."""
+        dropped = []
+        for tool_id, code in list(self.codes.items()):
+            try:
+                code_token_ids(self._tokenizer, code)
+            except KeyError:
+                dropped.append(tool_id)
+                del self.codes[tool_id]
+        if dropped:
+            logger.warning("%s: %d tools have codes with tokens %s lacks; they cannot be retrieved (first: %s)",
+                           self.method_id, len(dropped), self.checkpoint, dropped[:3])
 
     def _trie(self, candidates: Sequence[str]):
         key = tuple(candidates)

@@ -62,7 +62,7 @@ def build_method(
         checkpoint = config.checkpoints.get(method_id)
         if checkpoint is None:
             raise ValueError(
-                f"{method_id}: no trained checkpoint given; train it first (toolweaver train ...) "
+                f"{method_id}: no trained checkpoint given; train it first (toolweaver finetune [--tokens atomic] ...) "
                 "or evaluate only bm25,dense,toolretriever"
             )
         method_codes = (codes or {}).get(method_id)
