@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from storage import Store, TableRef
 from storage.schemas import register_schema
 from toolweaver.align.collate import encode_all
 from toolweaver.align.models import DEFAULT_MODEL, load_checkpoint, load_model_and_tokenizer, read_checkpoint_meta, resolve_device
-from toolweaver.align.train import STAGES, Stage, StepMetrics, TrainConfig, metrics_record, prepare_model, train
+from toolweaver.align.train import STAGES, Stage, StepMetrics, TrainConfig, metrics_record, prepare_model, total_steps, train
 from toolweaver.align.vocab import VocabConfig, add_code_tokens
 
 logger = logging.getLogger(__name__)
@@ -205,9 +205,12 @@ def finetune_stage(
     *,
     init: str | None = None,
     run_id: str = "local",
+    progress: Callable[[int, int], None] | None = None,
 ) -> StageOutcome:
     """Train one stage from `init` (a checkpoint id; None = the base model) and return its
-    final checkpoint. Resumes or re-uses a previous run of the same stage (see module doc)."""
+    final checkpoint. Resumes or re-uses a previous run of the same stage (see module doc).
+    `progress(step, total_steps)` is called after every optimizer step (e.g. a Prefect
+    progress artifact); a resumed run reports from its resume step on."""
     train_config = config.stage_config(stage)
     conversations, examples_ref = read_examples(store, stage, config.split)
     codes, codes_version, codes_ref = read_codes(store)
@@ -233,8 +236,12 @@ def finetune_stage(
     registered: dict[int, str] = {}
     metrics_ref: list[TableRef | None] = [None]
 
+    steps_total = total_steps(len(examples), train_config)
+
     def on_step(m: StepMetrics) -> None:
         pending.append({**metrics_record(m), "run_id": run_id, "config_hash": config_hash})
+        if progress is not None:
+            progress(m.step, steps_total)
 
     def on_checkpoint(folder: Path, step: int) -> None:
         # Metrics first: a checkpoint never exists without the metrics of the steps it holds.
