@@ -5,7 +5,8 @@
            ├─ align     (datasets -> finetune-<stage> for each configured stage)
            ├─ evaluate  (bm25, dense, toolweaver -> eval_results + report)
            ├─ summary   (SQL row counts of what was written)
-           └─ report    (markdown artifact: tables, versions, `toolweaver sql` queries)
+           ├─ report    (markdown artifact: tables, versions, `toolweaver sql` queries)
+           └─ retention (when configured: prune old checkpoints, vacuum old Delta files)
 
 Stage groups are separate flows so that a group can be run (and deployed) alone; all
 the logic — caching, force, retries, failure injection — lives in `tasks/`.
@@ -69,4 +70,6 @@ def build(config: T.BuildConfig = T.BuildConfig()) -> T.BuildResult:
     model = aligned[-1] if len(aligned) > 1 else None
     evaluated = evaluate_flow(plan, (ingested, tokenized[-1]), model)
     summarized = summary_flow(plan, (ingested, *tokenized, *aligned, evaluated))
-    return T.report(plan, (ingested, *tokenized, *aligned, evaluated, summarized))
+    result = T.report(plan, (ingested, *tokenized, *aligned, evaluated, summarized))
+    T.retention(plan)
+    return result

@@ -44,6 +44,7 @@ from tasks import ingest as ingest_stage
 from tasks import tokenize as tokenize_stage
 from tasks.evaluate import EvaluateConfig
 from tasks.finetune import FinetuneConfig
+from tasks.retention import RetentionConfig, RetentionReport, retain
 from tasks.tokenize import TokenizeConfig
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.train import STAGES as FINETUNE_STAGES
@@ -86,6 +87,9 @@ class BuildConfig(BaseModel):
         default=(), description="tool/data sources; empty = the embedded default (BFCL from bfcl-eval)"
     )
     run: RunOptions = RunOptions()
+    retention: RetentionConfig | None = Field(
+        default=None, description="after the build, prune old checkpoints and vacuum old Delta files; None = keep all"
+    )
 
 
 class BuildPlan(BaseModel):
@@ -97,6 +101,7 @@ class BuildPlan(BaseModel):
     profile: Profile
     sources: tuple[SourceSpec, ...]
     run: RunOptions
+    retention: RetentionConfig | None = None
     evaluate: EvaluateConfig
     eval_datasets: tuple[str, ...] = Field(description="query sets to evaluate: the ingested sources")
 
@@ -159,6 +164,7 @@ def resolve_plan(config: BuildConfig) -> BuildPlan:
         profile=profile,
         sources=sources,
         run=config.run,
+        retention=config.retention,
         evaluate=evaluate_config(profile),
         eval_datasets=tuple(sorted({s.source for s in sources})),
     )
@@ -252,7 +258,10 @@ def _finetune(
     from prefect.runtime import flow_run
 
     start = init.checkpoints[-1] if init is not None else None
-    outcome = finetune_stage.finetune_stage(_open_store(store), stage, config, init=start, run_id=flow_run.id or "local")
+    progress = TrainingProgress(f"finetune-{stage}")
+    outcome = finetune_stage.finetune_stage(
+        _open_store(store), stage, config, init=start, run_id=flow_run.id or "local", progress=progress.update
+    )
     return result_of(
         f"finetune-{stage}",
         [outcome.metrics] if outcome.metrics is not None else [],
@@ -415,6 +424,17 @@ def report(plan: BuildPlan, stages: tuple[StageResult, ...]) -> BuildResult:
     return BuildResult(profile=plan.profile.name, store=plan.store, stages=stages, summary_markdown=markdown)
 
 
+@task(name="retention", cache_policy=NO_CACHE, persist_result=False)
+def retention(plan: BuildPlan) -> RetentionReport | None:
+    """Apply the plan's retention setting (never cached: what it deletes depends on time)."""
+    if plan.retention is None:
+        return None
+    report = retain(_open_store(plan.store), plan.retention)
+    rows = [t.model_dump(mode="json") | {"kept_versions": ",".join(map(str, t.kept_versions))} for t in report.tables]
+    create_table_artifact(table=rows, key="toolweaver-retention", description=f"retention: pruned {list(report.pruned_checkpoints)}")
+    return report
+
+
 def _eval_table(store: str, evaluated: StageResult) -> str:
     """The evaluation table of the rows this build's evaluate stage appended."""
     ref = evaluated.table(evaluate_stage.TABLE)
@@ -430,13 +450,13 @@ class ProgressArtifact:
     outside a Prefect run context so the same stage runs from a notebook.
     """
 
-    def __init__(self, description: str, total: int) -> None:
+    def __init__(self, description: str, total: int, key: str | None = None) -> None:
         if total <= 0:
             raise ValueError(f"progress total must be positive, got {total}")
         self.total = total
         self._id: Any = None
         try:
-            self._id = create_progress_artifact(progress=0.0, description=description)
+            self._id = create_progress_artifact(progress=0.0, key=key, description=description)
         except Exception as exc:  # noqa: BLE001 - reporting must not kill training; say so loudly
             logger.warning("progress artifact unavailable (%s: %s); progress goes to the log only", type(exc).__name__, exc)
 
@@ -445,6 +465,21 @@ class ProgressArtifact:
         if self._id is not None:
             update_progress_artifact(artifact_id=self._id, progress=pct)
         logger.info("progress %.1f%% (%d/%d)", pct, done, self.total)
+
+
+class TrainingProgress:
+    """`progress(step, total)` hook of a training stage -> one Prefect progress artifact
+    (key `toolweaver-<stage>-progress`), created at the first step, when the total is known."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.artifact: ProgressArtifact | None = None
+
+    def update(self, step: int, total: int) -> None:
+        if self.artifact is None:
+            description = f"{self.stage}: optimizer steps done of {total}"
+            self.artifact = ProgressArtifact(description, total, key=f"toolweaver-{self.stage}-progress")
+        self.artifact.update(step)
 
 
 # --------------------------------------------------------------------------- catalog sensor
