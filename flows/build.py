@@ -43,7 +43,9 @@ def align_flow(plan: T.BuildPlan, ingested: StageResult, coded: StageResult) -> 
     # Each configured fine-tuning stage starts from the previous stage's checkpoint.
     for stage in plan.profile.finetune.stages:
         init = tuned[-1] if tuned else None
-        tuned.append(T.run_stage(T.finetune[stage], plan, stage=stage, examples=examples, init=init, config=plan.profile.finetune))
+        tuned.append(
+            T.run_stage(T.finetune[stage], plan, stage=stage, examples=examples, init=init, config=plan.profile.finetune, update=plan.update)
+        )
     return (examples, *tuned)
 
 

@@ -92,15 +92,15 @@ class StageOutcome:
 # --------------------------------------------------------------------------- inputs
 
 
-def read_examples(store: Store, stage: Stage, split: str) -> tuple[list[list[dict]], TableRef]:
-    """Conversations of one stage and split from the latest `sft_examples` (by example_id)."""
-    ref = store.latest(SFT_EXAMPLES)
+def read_examples(store: Store, stage: Stage, split: str, table: str = SFT_EXAMPLES) -> tuple[list[list[dict]], TableRef]:
+    """Conversations of one stage and split from the latest `table` (by example_id)."""
+    ref = store.latest(table)
     if ref is None:
-        raise FileNotFoundError(f"store {store.root} has no {SFT_EXAMPLES} table: run `toolweaver datasets` first")
-    rows = store.read(SFT_EXAMPLES, version=ref.version, columns=["example_id", "stage", "split", "conversations"]).to_pylist()
+        raise FileNotFoundError(f"store {store.root} has no {table} table: run `toolweaver datasets` first")
+    rows = store.read(table, version=ref.version, columns=["example_id", "stage", "split", "conversations"]).to_pylist()
     chosen = sorted((r for r in rows if r["stage"] == stage and r["split"] == split), key=lambda r: r["example_id"])
     if not chosen:
-        raise ValueError(f"{SFT_EXAMPLES} v{ref.version} has no {stage!r} examples in split {split!r}")
+        raise ValueError(f"{table} v{ref.version} has no {stage!r} examples in split {split!r}")
     return [json.loads(r["conversations"]) for r in chosen], ref
 
 
@@ -206,13 +206,15 @@ def finetune_stage(
     init: str | None = None,
     run_id: str = "local",
     progress: Callable[[int, int], None] | None = None,
+    examples_table: str = SFT_EXAMPLES,
 ) -> StageOutcome:
     """Train one stage from `init` (a checkpoint id; None = the base model) and return its
     final checkpoint. Resumes or re-uses a previous run of the same stage (see module doc).
     `progress(step, total_steps)` is called after every optimizer step (e.g. a Prefect
-    progress artifact); a resumed run reports from its resume step on."""
+    progress artifact); a resumed run reports from its resume step on. `examples_table`:
+    a table with the `sft_examples` schema to train on instead (a rebuild's update set)."""
     train_config = config.stage_config(stage)
-    conversations, examples_ref = read_examples(store, stage, config.split)
+    conversations, examples_ref = read_examples(store, stage, config.split, examples_table)
     codes, codes_version, codes_ref = read_codes(store)
     inputs = [examples_ref, codes_ref]
     config_hash = stage_hash(config, stage, inputs, init or f"base:{config.model}")

@@ -45,6 +45,8 @@ from tasks import tokenize as tokenize_stage
 from tasks.evaluate import EvaluateConfig
 from tasks.finetune import FinetuneConfig
 from tasks.retention import RetentionConfig, RetentionReport, retain
+from tasks import update as update_stage
+from tasks.update import UpdateConfig
 from tasks.tokenize import TokenizeConfig
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.train import STAGES as FINETUNE_STAGES
@@ -90,6 +92,9 @@ class BuildConfig(BaseModel):
     retention: RetentionConfig | None = Field(
         default=None, description="after the build, prune old checkpoints and vacuum old Delta files; None = keep all"
     )
+    update: UpdateConfig = Field(
+        default=UpdateConfig(), description="when tools were added: continue the last model on new + replayed examples"
+    )
 
 
 class BuildPlan(BaseModel):
@@ -102,6 +107,7 @@ class BuildPlan(BaseModel):
     sources: tuple[SourceSpec, ...]
     run: RunOptions
     retention: RetentionConfig | None = None
+    update: UpdateConfig = UpdateConfig()
     evaluate: EvaluateConfig
     eval_datasets: tuple[str, ...] = Field(description="query sets to evaluate: the ingested sources")
 
@@ -165,6 +171,7 @@ def resolve_plan(config: BuildConfig) -> BuildPlan:
         sources=sources,
         run=config.run,
         retention=config.retention,
+        update=config.update,
         evaluate=evaluate_config(profile),
         eval_datasets=tuple(sorted({s.source for s in sources})),
     )
@@ -247,9 +254,11 @@ def _finetune(
     examples: StageResult,
     init: StageResult | None,
     config: FinetuneConfig,
+    update: UpdateConfig,
     inject_failure: bool = False,
 ) -> StageResult:
-    """One fine-tuning stage from `init`'s checkpoint (None = the base model + code tokens).
+    """One fine-tuning stage from `init`'s checkpoint (None = the base model + code tokens,
+    or, when tools were added since the last model, that model: see tasks/update.py).
 
     A killed run leaves its step checkpoints in the store; running the task again resumes
     from the newest one (tasks.finetune), so retries and re-runs never repeat steps.
@@ -257,10 +266,15 @@ def _finetune(
     maybe_fail(f"finetune-{stage}", inject_failure)
     from prefect.runtime import flow_run
 
-    start = init.checkpoints[-1] if init is not None else None
+    st = _open_store(store)
+    run_id = flow_run.id or "local"
+    start, table, facts = _stage_start(st, stage, init, config, update, run_id)
+    if table == update_stage.SFT_UPDATE and stage not in update_stage.stages_with_examples(st):
+        logger.info("finetune-%s: no new examples for this stage, keeping %s", stage, start)
+        return result_of(f"finetune-{stage}", [], checkpoints=[start] if start else [], steps=0, **facts)
     progress = TrainingProgress(f"finetune-{stage}")
     outcome = finetune_stage.finetune_stage(
-        _open_store(store), stage, config, init=start, run_id=flow_run.id or "local", progress=progress.update
+        st, stage, config, init=start, run_id=run_id, progress=progress.update, examples_table=table
     )
     return result_of(
         f"finetune-{stage}",
@@ -269,7 +283,29 @@ def _finetune(
         steps=outcome.steps,
         resumed_from_step=outcome.resumed_from_step,
         tokens_per_s=round(outcome.tokens_per_s, 1),
+        **facts,
     )
+
+
+def _stage_start(
+    st: Any, stage: Stage, init: StageResult | None, config: FinetuneConfig, update: UpdateConfig, run_id: str
+) -> tuple[str | None, str, dict[str, Any]]:
+    """(start checkpoint, examples table, facts) of a fine-tuning stage.
+
+    Later stages follow the first: an update chain trains every stage on `sft_update`.
+    The first stage starts from the previous model when tools were added since it.
+    """
+    if init is not None:
+        update_from = init.facts.get("update_from")
+        table = update_stage.SFT_UPDATE if update_from else finetune_stage.SFT_EXAMPLES
+        return (init.checkpoints[-1] if init.checkpoints else None), table, ({"update_from": update_from} if update_from else {})
+    previous = update_stage.previous_model(st, config.stages[-1]) if update.enabled else None
+    new_codes = update_stage.new_tool_codes(st, previous.known_tools) if previous else {}
+    if previous is None or not new_codes:
+        return None, finetune_stage.SFT_EXAMPLES, {}
+    _, counts = update_stage.write_update_examples(st, new_codes, update, run_id=run_id)
+    logger.info("finetune-%s: %d new tools, continuing %s (%s)", stage, len(new_codes), previous.checkpoint_id, counts)
+    return previous.checkpoint_id, update_stage.SFT_UPDATE, {"update_from": previous.checkpoint_id, "new_tools": len(new_codes), **counts}
 
 
 def _evaluate(
@@ -335,7 +371,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(name="codes", outputs=("codes",), fn=_codes, code=(tokenize_stage.tokenize,)),
     StageSpec(name="datasets", outputs=(datasets_stage.SFT_EXAMPLES,), fn=_datasets, code=(datasets_stage.build_datasets_stage,)),
     *(
-        StageSpec(name=f"finetune-{stage}", outputs=(finetune_stage.TRAIN_METRICS,), fn=_finetune, code=(finetune_stage.finetune_stage,))
+        StageSpec(name=f"finetune-{stage}", outputs=(finetune_stage.TRAIN_METRICS,), fn=_finetune, code=(finetune_stage.finetune_stage, update_stage.write_update_examples))
         for stage in FINETUNE_STAGES
     ),
     StageSpec(name="evaluate", outputs=(evaluate_stage.TABLE,), fn=_evaluate, code=(evaluate_stage.evaluate,)),
