@@ -529,11 +529,13 @@ class CatalogState(BaseModel):
     changed: bool
 
 
-def catalog_key(sources: Sequence[SourceSpec]) -> str:
-    """A stable name for a set of watched sources (a Prefect Variable name: [a-z0-9_-])."""
+def catalog_key(sources: Sequence[SourceSpec], store: str | None = None) -> str:
+    """A stable name for a set of watched sources feeding one store (a Prefect Variable
+    name: [a-z0-9_-])."""
     import hashlib
 
     ident = "\n".join(sorted(f"{s.source}\0{resolve_source(s).path}" for s in sources))
+    ident += f"\n{resolve_store(store)}"
     return "toolweaver-catalog-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
@@ -548,19 +550,22 @@ def catalog_digest(sources: tuple[SourceSpec, ...]) -> str:
 
 @task(name="emit-if-changed", cache_policy=NO_CACHE, persist_result=False)
 def emit_if_changed(
-    sources: tuple[SourceSpec, ...], digest: str, profile: Literal["quick", "full", "auto"] | Profile = "auto"
+    sources: tuple[SourceSpec, ...],
+    digest: str,
+    profile: Literal["quick", "full", "auto"] | Profile = "auto",
+    store: str | None = None,
 ) -> CatalogState:
     """Emit `toolweaver.catalog.changed` when the digest differs from the last one seen.
 
     The last digest lives in a Prefect Variable named after the watched sources, so
     the sensor is stateless between runs. The payload carries the digest, the resolved
-    sources and the build profile: the `on-catalog-change` trigger rebuilds with them. The first observation counts as a change:
+    sources, the build profile and the store: the `on-catalog-change` trigger rebuilds with them. The first observation counts as a change:
     the rebuild it triggers is all cache hits when a build already ran on this data.
     """
     from prefect.events import emit_event
     from prefect.variables import Variable
 
-    key = catalog_key(sources)
+    key = catalog_key(sources, store)
     previous = Variable.get(key, default=None)
     changed = previous != digest
     if changed:
@@ -572,6 +577,8 @@ def emit_if_changed(
                 "previous": previous,
                 "sources": [{"source": r.source, "path": str(r.path)} for r in map(resolve_source, sources)],
                 "profile": profile.model_dump(mode="json") if isinstance(profile, Profile) else profile,
+                # Resolved here (the sensor's $TOOLWEAVER_HOME): the rebuild writes where the sensor looked.
+                "store": resolve_store(store),
             },
         )
         if event is None:

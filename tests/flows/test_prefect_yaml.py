@@ -90,13 +90,18 @@ def test_catalog_trigger_passes_the_digest(deployments: dict[str, dict[str, Any]
     pattern = raw["match"]["prefect.resource.id"]
     assert re.fullmatch(pattern.replace(".", r"\.").replace("*", ".*"), "toolweaver.catalog.toolweaver-catalog-0123")
     event = {
-        "payload": {"digest": "ab" * 32, "sources": [{"source": "toolbench", "path": "/data/tools"}], "profile": "quick"}
+        "payload": {
+            "digest": "ab" * 32,
+            "sources": [{"source": "toolbench", "path": "/data/tools"}],
+            "profile": "quick",
+            "store": "/data/store",
+        }
     }
     params = {**d["parameters"], **_render(raw["parameters"], event)}
     validated = _flow(d["entrypoint"]).validate_parameters(params)
     assert validated["digest"] == "ab" * 32
     assert [(s.source, str(s.path)) for s in validated["config"].sources] == [("toolbench", "/data/tools")]
-    assert validated["config"].profile == "quick"
+    assert validated["config"].profile == "quick" and validated["config"].store == "/data/store"
 
 
 def test_nightly_rebuild_applies_retention(deployments: dict[str, dict[str, Any]]) -> None:

@@ -1,5 +1,10 @@
 """Rebuild after tools were added: only new docs embedded, old codes kept, the last model
-continued on the new tools' examples plus a replay of old ones; new tools retrievable."""
+continued on the new tools' examples plus a replay of old ones; new tools retrievable.
+
+The same scenario runs by default through the real deployment path (sensor event ->
+`on-catalog-change`) in test_deployment.py; this in-process version (≈ 2.5 min) is the
+quick one to debug with, so it is `slow`.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ def top5(store: Path, query: str) -> list[str]:
     return [row["tool_id"] for row in json.loads(out.stdout)]
 
 
+@pytest.mark.slow
 def test_added_tools_continue_the_last_model(tmp_path: Path, memorizing_profile, one_api_tool_files, bfcl_subset) -> None:  # noqa: ANN001
     from flows.build import build
     from flows.catalog import rebuild
