@@ -299,7 +299,7 @@ def _stage_start(
         update_from = init.facts.get("update_from")
         table = update_stage.SFT_UPDATE if update_from else finetune_stage.SFT_EXAMPLES
         return (init.checkpoints[-1] if init.checkpoints else None), table, ({"update_from": update_from} if update_from else {})
-    previous = update_stage.previous_model(st, config.stages[-1]) if update.enabled else None
+    previous = update_stage.previous_model(st, config.stages[-1], config.model) if update.enabled else None
     new_codes = update_stage.new_tool_codes(st, previous.known_tools) if previous else {}
     if previous is None or not new_codes:
         return None, finetune_stage.SFT_EXAMPLES, {}

@@ -7,17 +7,18 @@ all the work. Instead the first fine-tuning stage continues from that model with
 retrieval/trajectory examples that answer with it) plus a seeded replay sample of old
 examples of the same stage, so that old tools stay retrievable.
 
-    previous_model(...)         the newest complete model trained on these codes, and
-                                the tools it was trained on (from lineage)
+    previous_model(...)         the newest complete model of this base model trained on
+                                these codes, and the tools it was trained on (from lineage)
     write_update_examples(...)  the update set -> table `sft_update` (sft_examples schema)
 
-A full retrain (from the base model) happens when there is no previous model, when the
-codes were retrained (another `codes_version`), or when no tool is new (e.g. a changed
+A full retrain (from the base model) happens when there is no previous model (of this
+base model), when the codes were retrained (another `codes_version`), or when no tool is new (e.g. a changed
 description: the examples changed, so the stages recompute as before).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -54,16 +55,18 @@ class PreviousModel:
     known_tools: frozenset[str]  # tools whose codes the model was trained on
 
 
-def previous_model(store: Store, last_stage: str) -> PreviousModel | None:
-    """The newest final `last_stage` checkpoint (the end of a previous build) whose folder
-    exists and that was trained on the current codes_version, with the tools it knew."""
+def previous_model(store: Store, last_stage: str, base_model: str) -> PreviousModel | None:
+    """The newest final `last_stage` checkpoint (the end of a previous build) of
+    `base_model` whose folder exists and that was trained on the current codes_version,
+    with the tools it knew."""
     if not (store.exists("checkpoints") and store.exists("codes") and store.exists("lineage")):
         return None
     current = set(store.read("codes", columns=["codes_version"]).column("codes_version").to_pylist())
     rows = [r for r in store.checkpoints(kind=CHECKPOINT_KIND).to_pylist() if r["present"]]
     for row in sorted(rows, key=lambda r: (r["created_at"], r["checkpoint_id"]), reverse=True):
         meta = read_checkpoint_meta(store.root / row["path"])
-        if meta.get("stage") == last_stage and meta.get("final") and {meta.get("codes_version")} == current:
+        same_lineage = meta.get("base_model") == base_model and {meta.get("codes_version")} == current
+        if meta.get("stage") == last_stage and meta.get("final") and same_lineage:
             known = _trained_tools(store, row["config_hash"])
             return PreviousModel(row["checkpoint_id"], known) if known else None
     return None
@@ -107,7 +110,8 @@ def write_update_examples(
         chosen += replay
         counts |= {f"{stage}.new": n_new, f"{stage}.replay": len(replay)}
     table = pa.Table.from_pylist(sorted(chosen, key=lambda r: r["example_id"]), schema=SFT_EXAMPLES_SCHEMA)
-    written = store.write(SFT_UPDATE, table, run_id=run_id, config_hash=config.model_dump_json(), inputs=[ref, store.latest("codes")])
+    config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    written = store.write(SFT_UPDATE, table, run_id=run_id, config_hash=config_hash, inputs=[ref, store.latest("codes")])
     logger.info("update set: %s (sft_update v%d)", counts, written.version)
     return written, counts
 
