@@ -5,7 +5,8 @@
            ├─ align     (datasets -> finetune-<stage> for each configured stage)
            ├─ evaluate  (bm25, dense, toolweaver -> eval_results + report)
            ├─ summary   (SQL row counts of what was written)
-           └─ report    (markdown artifact: tables, versions, `toolweaver sql` queries)
+           ├─ report    (markdown artifact: tables, versions, `toolweaver sql` queries)
+           └─ retention (when configured: prune old checkpoints, vacuum old Delta files)
 
 Stage groups are separate flows so that a group can be run (and deployed) alone; all
 the logic — caching, force, retries, failure injection — lives in `tasks/`.
@@ -42,7 +43,9 @@ def align_flow(plan: T.BuildPlan, ingested: StageResult, coded: StageResult) -> 
     # Each configured fine-tuning stage starts from the previous stage's checkpoint.
     for stage in plan.profile.finetune.stages:
         init = tuned[-1] if tuned else None
-        tuned.append(T.run_stage(T.finetune[stage], plan, stage=stage, examples=examples, init=init, config=plan.profile.finetune))
+        tuned.append(
+            T.run_stage(T.finetune[stage], plan, stage=stage, examples=examples, init=init, config=plan.profile.finetune, update=plan.update)
+        )
     return (examples, *tuned)
 
 
@@ -69,4 +72,6 @@ def build(config: T.BuildConfig = T.BuildConfig()) -> T.BuildResult:
     model = aligned[-1] if len(aligned) > 1 else None
     evaluated = evaluate_flow(plan, (ingested, tokenized[-1]), model)
     summarized = summary_flow(plan, (ingested, *tokenized, *aligned, evaluated))
-    return T.report(plan, (ingested, *tokenized, *aligned, evaluated, summarized))
+    result = T.report(plan, (ingested, *tokenized, *aligned, evaluated, summarized))
+    T.retention(plan)
+    return result

@@ -24,10 +24,12 @@ from tasks.profiles import Profile
 def watch_catalog(
     sources: tuple[SourceSpec, ...] = (SourceSpec(source="bfcl"),),
     profile: Literal["quick", "full", "auto"] | Profile = "auto",
+    store: str | None = None,
 ) -> T.CatalogState:
-    """Emit `toolweaver.catalog.changed` when `sources` changed; `profile` rides along for the rebuild."""
+    """Emit `toolweaver.catalog.changed` when `sources` changed; `profile` and `store`
+    (None = $TOOLWEAVER_HOME or ./artifacts) ride along for the rebuild."""
     digest = T.catalog_digest(sources)
-    return T.emit_if_changed(sources, digest, profile)
+    return T.emit_if_changed(sources, digest, profile, store)
 
 
 @flow(name="rebuild", flow_run_name="rebuild-catalog-{digest}")

@@ -89,7 +89,46 @@ def tables(store: StoreOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
     )
 
 
+def vacuum(
+    store: StoreOpt = None,
+    keep_checkpoints: Annotated[int, typer.Option("--keep-checkpoints", min=1, help="Checkpoint folders kept per kind and stage (newest).")] = 2,
+    keep_versions: Annotated[int, typer.Option("--keep-versions", min=1, help="Newest versions of every table kept readable.")] = 1,
+    retention_hours: Annotated[float, typer.Option("--retention-hours", min=0, help="Keep files of superseded versions this long (0: delete now).")] = 168.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be deleted.")] = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Prune old checkpoints and delete Delta files of old versions, keeping every version lineage marks in use."""
+    setup_logging()
+    import pyarrow as pa
+
+    from storage.store import Store
+    from tasks.retention import RetentionConfig, retain
+
+    root = resolve_store(store)
+    if not root.is_dir():
+        raise fail(f"no store at {root} (give --store DIR or set TOOLWEAVER_HOME)")
+    config = RetentionConfig(keep_checkpoints=keep_checkpoints, keep_versions=keep_versions, retention_hours=retention_hours)
+    report = retain(Store(root), config, dry_run=dry_run)
+    pruned = report.pruned_checkpoints
+    verb = "would prune" if dry_run else "pruned"
+    typer.echo(f"{verb} {len(pruned)} checkpoint(s){': ' + ', '.join(pruned) if pruned else ''}", err=True)
+    reports = report.tables
+    emit(
+        pa.table(
+            {
+                "table": pa.array([r.table for r in reports], pa.string()),
+                "versions": pa.array([r.versions for r in reports], pa.int64()),
+                "kept_versions": pa.array([",".join(map(str, r.kept_versions)) for r in reports], pa.string()),
+                "deleted_files": pa.array([r.deleted_files for r in reports], pa.int64()),
+                "deleted_bytes": pa.array([r.deleted_bytes for r in reports], pa.int64()),
+            }
+        ),
+        fmt,
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the CLI."""
     app.command("sql")(sql)
     app.command("tables")(tables)
+    app.command("vacuum")(vacuum)

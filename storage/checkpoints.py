@@ -123,8 +123,10 @@ def path_of(store: Store, checkpoint_id: str) -> Path:
 
 
 def listing(store: Store, kind: str | None) -> pa.Table:
-    """See `Store.checkpoints`."""
-    if not store.exists(TABLE):
-        return SCHEMAS[TABLE].empty_table()
-    rows = store.read(TABLE)
-    return rows if kind is None else rows.filter(pc.field("kind") == kind)
+    """See `Store.checkpoints`: the table's rows plus `present` (the folder still exists;
+    retention deletes folders but keeps their rows as history)."""
+    rows = store.read(TABLE) if store.exists(TABLE) else SCHEMAS[TABLE].empty_table()
+    if kind is not None:
+        rows = rows.filter(pc.field("kind") == kind)
+    present = [(store.root / p).is_dir() for p in rows.column("path").to_pylist()]
+    return rows.append_column(pa.field("present", pa.bool_(), nullable=False), pa.array(present, pa.bool_()))

@@ -323,5 +323,6 @@ class Store:
         return _checkpoints.path_of(self, checkpoint_id)
 
     def checkpoints(self, kind: str | None = None) -> pa.Table:
-        """Rows of the `checkpoints` table, optionally only those of `kind`."""
+        """Rows of the `checkpoints` table (optionally only those of `kind`) plus `present`:
+        whether the folder still exists (retention deletes folders, rows stay as history)."""
         return _checkpoints.listing(self, kind)

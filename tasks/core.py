@@ -21,6 +21,7 @@ ids), persisted by Prefect as JSON, never tensors or frames.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -261,11 +262,35 @@ class StageSpec:
     code: tuple[Callable[..., Any], ...] = ()
 
 
+# A stage waits this long for another run of the same stage on the same store (a
+# fine-tuning stage on the full profile runs for hours).
+STAGE_LOCK_TIMEOUT_S = 24 * 3600.0
+
+
+def serialised(name: str, fn: Callable[..., StageResult]) -> Callable[..., StageResult]:
+    """`fn(store, ...)` run under the store's lock for stage `name`.
+
+    Table writes are atomic on their own, but a stage reads, computes and then writes
+    (e.g. embed: "which docs lack a vector?" -> embed -> append): two runs of one stage
+    on one store (two builds started together) would both append the same vectors. Under
+    the lock the second run starts after the first finished and finds nothing left to do.
+    """
+    from storage.locks import file_lock
+
+    @functools.wraps(fn)
+    def run(store: str, *args: Any, **kwargs: Any) -> StageResult:
+        with file_lock(Path(store) / ".locks" / f"stage-{name}.lock", timeout_s=STAGE_LOCK_TIMEOUT_S):
+            return fn(store, *args, **kwargs)
+
+    return run
+
+
 def stage_task(spec: StageSpec, *, retries: int = 0, retry_delay_s: float = 10.0) -> Task[..., StageResult]:
-    """A Prefect task running `spec.fn`, cached by `ContentCachePolicy`, result persisted as JSON."""
+    """A Prefect task running `spec.fn` (serialised per store and stage), cached by
+    `ContentCachePolicy`, result persisted as JSON."""
     policy = ContentCachePolicy(code=code_digest(spec.fn, *spec.code))
     return task(
-        spec.fn,
+        serialised(spec.name, spec.fn),
         name=spec.name,
         task_run_name=spec.name,
         cache_policy=policy,

@@ -27,7 +27,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from storage.schemas import register_schema
 from toolweaver.align.atomic import TokenScheme, atomic_tokens, rewrite_codes
 from toolweaver.align.collate import encode_all
 from toolweaver.align.models import DEFAULT_MODEL, load_checkpoint, load_model_and_tokenizer, read_checkpoint_meta, resolve_device
-from toolweaver.align.train import STAGES, Stage, StepMetrics, TrainConfig, metrics_record, prepare_model, train
+from toolweaver.align.train import STAGES, Stage, StepMetrics, TrainConfig, metrics_record, prepare_model, total_steps, train
 from toolweaver.align.vocab import VocabConfig, add_atomic_tokens, add_code_tokens
 
 logger = logging.getLogger(__name__)
@@ -107,15 +107,15 @@ class StageOutcome:
 # --------------------------------------------------------------------------- inputs
 
 
-def read_examples(store: Store, stage: Stage, split: str) -> tuple[list[list[dict]], TableRef]:
-    """Conversations of one stage and split from the latest `sft_examples` (by example_id)."""
-    ref = store.latest(SFT_EXAMPLES)
+def read_examples(store: Store, stage: Stage, split: str, table: str = SFT_EXAMPLES) -> tuple[list[list[dict]], TableRef]:
+    """Conversations of one stage and split from the latest `table` (by example_id)."""
+    ref = store.latest(table)
     if ref is None:
-        raise FileNotFoundError(f"store {store.root} has no {SFT_EXAMPLES} table: run `toolweaver datasets` first")
-    rows = store.read(SFT_EXAMPLES, version=ref.version, columns=["example_id", "stage", "split", "conversations"]).to_pylist()
+        raise FileNotFoundError(f"store {store.root} has no {table} table: run `toolweaver datasets` first")
+    rows = store.read(table, version=ref.version, columns=["example_id", "stage", "split", "conversations"]).to_pylist()
     chosen = sorted((r for r in rows if r["stage"] == stage and r["split"] == split), key=lambda r: r["example_id"])
     if not chosen:
-        raise ValueError(f"{SFT_EXAMPLES} v{ref.version} has no {stage!r} examples in split {split!r}")
+        raise ValueError(f"{table} v{ref.version} has no {stage!r} examples in split {split!r}")
     return [json.loads(r["conversations"]) for r in chosen], ref
 
 
@@ -290,11 +290,16 @@ def finetune_stage(
     *,
     init: str | None = None,
     run_id: str = "local",
+    progress: Callable[[int, int], None] | None = None,
+    examples_table: str = SFT_EXAMPLES,
 ) -> StageOutcome:
     """Train one stage from `init` (a checkpoint id; None = the base model) and return its
-    final checkpoint. Resumes or re-uses a previous run of the same stage (see module doc)."""
+    final checkpoint. Resumes or re-uses a previous run of the same stage (see module doc).
+    `progress(step, total_steps)` is called after every optimizer step (e.g. a Prefect
+    progress artifact); a resumed run reports from its resume step on. `examples_table`:
+    a table with the `sft_examples` schema to train on instead (a rebuild's update set)."""
     train_config = config.stage_config(stage)
-    conversations, examples_ref = read_examples(store, stage, config.split)
+    conversations, examples_ref = read_examples(store, stage, config.split, examples_table)
     codes = read_codes(store)
     if config.tokens == "atomic":
         token_of_code = codes.atomic()
@@ -327,8 +332,12 @@ def finetune_stage(
     registered: dict[int, str] = {}
     metrics_ref: list[TableRef | None] = [None]
 
+    steps_total = total_steps(len(examples), train_config)
+
     def on_step(m: StepMetrics) -> None:
         pending.append({**metrics_record(m), "run_id": run_id, "config_hash": config_hash})
+        if progress is not None:
+            progress(m.step, steps_total)
 
     def on_checkpoint(folder: Path, step: int) -> None:
         # Metrics first: a checkpoint never exists without the metrics of the steps it holds.

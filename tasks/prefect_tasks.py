@@ -44,6 +44,9 @@ from tasks import ingest as ingest_stage
 from tasks import tokenize as tokenize_stage
 from tasks.evaluate import EvaluateConfig
 from tasks.finetune import FinetuneConfig
+from tasks.retention import RetentionConfig, RetentionReport, retain
+from tasks import update as update_stage
+from tasks.update import UpdateConfig
 from tasks.tokenize import TokenizeConfig
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.train import STAGES as FINETUNE_STAGES
@@ -86,6 +89,12 @@ class BuildConfig(BaseModel):
         default=(), description="tool/data sources; empty = the embedded default (BFCL from bfcl-eval)"
     )
     run: RunOptions = RunOptions()
+    retention: RetentionConfig | None = Field(
+        default=None, description="after the build, prune old checkpoints and vacuum old Delta files; None = keep all"
+    )
+    update: UpdateConfig = Field(
+        default=UpdateConfig(), description="when tools were added: continue the last model on new + replayed examples"
+    )
 
 
 class BuildPlan(BaseModel):
@@ -97,6 +106,8 @@ class BuildPlan(BaseModel):
     profile: Profile
     sources: tuple[SourceSpec, ...]
     run: RunOptions
+    retention: RetentionConfig | None = None
+    update: UpdateConfig = UpdateConfig()
     evaluate: EvaluateConfig
     eval_datasets: tuple[str, ...] = Field(description="query sets to evaluate: the ingested sources")
 
@@ -159,6 +170,8 @@ def resolve_plan(config: BuildConfig) -> BuildPlan:
         profile=profile,
         sources=sources,
         run=config.run,
+        retention=config.retention,
+        update=config.update,
         evaluate=evaluate_config(profile),
         eval_datasets=tuple(sorted({s.source for s in sources})),
     )
@@ -241,9 +254,11 @@ def _finetune(
     examples: StageResult,
     init: StageResult | None,
     config: FinetuneConfig,
+    update: UpdateConfig,
     inject_failure: bool = False,
 ) -> StageResult:
-    """One fine-tuning stage from `init`'s checkpoint (None = the base model + code tokens).
+    """One fine-tuning stage from `init`'s checkpoint (None = the base model + code tokens,
+    or, when tools were added since the last model, that model: see tasks/update.py).
 
     A killed run leaves its step checkpoints in the store; running the task again resumes
     from the newest one (tasks.finetune), so retries and re-runs never repeat steps.
@@ -251,8 +266,16 @@ def _finetune(
     maybe_fail(f"finetune-{stage}", inject_failure)
     from prefect.runtime import flow_run
 
-    start = init.checkpoints[-1] if init is not None else None
-    outcome = finetune_stage.finetune_stage(_open_store(store), stage, config, init=start, run_id=flow_run.id or "local")
+    st = _open_store(store)
+    run_id = flow_run.id or "local"
+    start, table, facts = _stage_start(st, stage, init, config, update, run_id)
+    if table == update_stage.SFT_UPDATE and stage not in update_stage.stages_with_examples(st):
+        logger.info("finetune-%s: no new examples for this stage, keeping %s", stage, start)
+        return result_of(f"finetune-{stage}", [], checkpoints=[start] if start else [], steps=0, **facts)
+    progress = TrainingProgress(f"finetune-{stage}")
+    outcome = finetune_stage.finetune_stage(
+        st, stage, config, init=start, run_id=run_id, progress=progress.update, examples_table=table
+    )
     return result_of(
         f"finetune-{stage}",
         [outcome.metrics] if outcome.metrics is not None else [],
@@ -260,7 +283,29 @@ def _finetune(
         steps=outcome.steps,
         resumed_from_step=outcome.resumed_from_step,
         tokens_per_s=round(outcome.tokens_per_s, 1),
+        **facts,
     )
+
+
+def _stage_start(
+    st: Any, stage: Stage, init: StageResult | None, config: FinetuneConfig, update: UpdateConfig, run_id: str
+) -> tuple[str | None, str, dict[str, Any]]:
+    """(start checkpoint, examples table, facts) of a fine-tuning stage.
+
+    Later stages follow the first: an update chain trains every stage on `sft_update`.
+    The first stage starts from the previous model when tools were added since it.
+    """
+    if init is not None:
+        update_from = init.facts.get("update_from")
+        table = update_stage.SFT_UPDATE if update_from else finetune_stage.SFT_EXAMPLES
+        return (init.checkpoints[-1] if init.checkpoints else None), table, ({"update_from": update_from} if update_from else {})
+    previous = update_stage.previous_model(st, config.stages[-1], config.model) if update.enabled else None
+    new_codes = update_stage.new_tool_codes(st, previous.known_tools) if previous else {}
+    if previous is None or not new_codes:
+        return None, finetune_stage.SFT_EXAMPLES, {}
+    _, counts = update_stage.write_update_examples(st, new_codes, update, run_id=run_id)
+    logger.info("finetune-%s: %d new tools, continuing %s (%s)", stage, len(new_codes), previous.checkpoint_id, counts)
+    return previous.checkpoint_id, update_stage.SFT_UPDATE, {"update_from": previous.checkpoint_id, "new_tools": len(new_codes), **counts}
 
 
 def _evaluate(
@@ -326,7 +371,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(name="codes", outputs=("codes",), fn=_codes, code=(tokenize_stage.tokenize,)),
     StageSpec(name="datasets", outputs=(datasets_stage.SFT_EXAMPLES,), fn=_datasets, code=(datasets_stage.build_datasets_stage,)),
     *(
-        StageSpec(name=f"finetune-{stage}", outputs=(finetune_stage.TRAIN_METRICS,), fn=_finetune, code=(finetune_stage.finetune_stage,))
+        StageSpec(name=f"finetune-{stage}", outputs=(finetune_stage.TRAIN_METRICS,), fn=_finetune, code=(finetune_stage.finetune_stage, update_stage.write_update_examples))
         for stage in FINETUNE_STAGES
     ),
     StageSpec(name="evaluate", outputs=(evaluate_stage.TABLE,), fn=_evaluate, code=(evaluate_stage.evaluate,)),
@@ -415,6 +460,17 @@ def report(plan: BuildPlan, stages: tuple[StageResult, ...]) -> BuildResult:
     return BuildResult(profile=plan.profile.name, store=plan.store, stages=stages, summary_markdown=markdown)
 
 
+@task(name="retention", cache_policy=NO_CACHE, persist_result=False)
+def retention(plan: BuildPlan) -> RetentionReport | None:
+    """Apply the plan's retention setting (never cached: what it deletes depends on time)."""
+    if plan.retention is None:
+        return None
+    report = retain(_open_store(plan.store), plan.retention)
+    rows = [t.model_dump(mode="json") | {"kept_versions": ",".join(map(str, t.kept_versions))} for t in report.tables]
+    create_table_artifact(table=rows, key="toolweaver-retention", description=f"retention: pruned {list(report.pruned_checkpoints)}")
+    return report
+
+
 def _eval_table(store: str, evaluated: StageResult) -> str:
     """The evaluation table of the rows this build's evaluate stage appended."""
     ref = evaluated.table(evaluate_stage.TABLE)
@@ -430,13 +486,13 @@ class ProgressArtifact:
     outside a Prefect run context so the same stage runs from a notebook.
     """
 
-    def __init__(self, description: str, total: int) -> None:
+    def __init__(self, description: str, total: int, key: str | None = None) -> None:
         if total <= 0:
             raise ValueError(f"progress total must be positive, got {total}")
         self.total = total
         self._id: Any = None
         try:
-            self._id = create_progress_artifact(progress=0.0, description=description)
+            self._id = create_progress_artifact(progress=0.0, key=key, description=description)
         except Exception as exc:  # noqa: BLE001 - reporting must not kill training; say so loudly
             logger.warning("progress artifact unavailable (%s: %s); progress goes to the log only", type(exc).__name__, exc)
 
@@ -445,6 +501,21 @@ class ProgressArtifact:
         if self._id is not None:
             update_progress_artifact(artifact_id=self._id, progress=pct)
         logger.info("progress %.1f%% (%d/%d)", pct, done, self.total)
+
+
+class TrainingProgress:
+    """`progress(step, total)` hook of a training stage -> one Prefect progress artifact
+    (key `toolweaver-<stage>-progress`), created at the first step, when the total is known."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.artifact: ProgressArtifact | None = None
+
+    def update(self, step: int, total: int) -> None:
+        if self.artifact is None:
+            description = f"{self.stage}: optimizer steps done of {total}"
+            self.artifact = ProgressArtifact(description, total, key=f"toolweaver-{self.stage}-progress")
+        self.artifact.update(step)
 
 
 # --------------------------------------------------------------------------- catalog sensor
@@ -458,11 +529,13 @@ class CatalogState(BaseModel):
     changed: bool
 
 
-def catalog_key(sources: Sequence[SourceSpec]) -> str:
-    """A stable name for a set of watched sources (a Prefect Variable name: [a-z0-9_-])."""
+def catalog_key(sources: Sequence[SourceSpec], store: str | None = None) -> str:
+    """A stable name for a set of watched sources feeding one store (a Prefect Variable
+    name: [a-z0-9_-])."""
     import hashlib
 
     ident = "\n".join(sorted(f"{s.source}\0{resolve_source(s).path}" for s in sources))
+    ident += f"\n{resolve_store(store)}"
     return "toolweaver-catalog-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
@@ -477,19 +550,22 @@ def catalog_digest(sources: tuple[SourceSpec, ...]) -> str:
 
 @task(name="emit-if-changed", cache_policy=NO_CACHE, persist_result=False)
 def emit_if_changed(
-    sources: tuple[SourceSpec, ...], digest: str, profile: Literal["quick", "full", "auto"] | Profile = "auto"
+    sources: tuple[SourceSpec, ...],
+    digest: str,
+    profile: Literal["quick", "full", "auto"] | Profile = "auto",
+    store: str | None = None,
 ) -> CatalogState:
     """Emit `toolweaver.catalog.changed` when the digest differs from the last one seen.
 
     The last digest lives in a Prefect Variable named after the watched sources, so
     the sensor is stateless between runs. The payload carries the digest, the resolved
-    sources and the build profile: the `on-catalog-change` trigger rebuilds with them. The first observation counts as a change:
+    sources, the build profile and the store: the `on-catalog-change` trigger rebuilds with them. The first observation counts as a change:
     the rebuild it triggers is all cache hits when a build already ran on this data.
     """
     from prefect.events import emit_event
     from prefect.variables import Variable
 
-    key = catalog_key(sources)
+    key = catalog_key(sources, store)
     previous = Variable.get(key, default=None)
     changed = previous != digest
     if changed:
@@ -501,6 +577,8 @@ def emit_if_changed(
                 "previous": previous,
                 "sources": [{"source": r.source, "path": str(r.path)} for r in map(resolve_source, sources)],
                 "profile": profile.model_dump(mode="json") if isinstance(profile, Profile) else profile,
+                # Resolved here (the sensor's $TOOLWEAVER_HOME): the rebuild writes where the sensor looked.
+                "store": resolve_store(store),
             },
         )
         if event is None:

@@ -129,3 +129,80 @@ def tiny_profile(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - ta
         ),
         eval_methods=("bm25",),
     )
+
+
+# --------------------------------------------------------------------------- rebuild with new tools
+
+N_BASE_TOOLBENCH, N_NEW_TOOLBENCH = 10, 20
+
+
+@pytest.fixture(scope="session")
+def one_api_tool_files(shared_data: Path) -> dict[str, bytes]:
+    """Real ToolEnv2404 tool files that hold exactly one API (so one file = one tool), the
+    first N_BASE_TOOLBENCH + N_NEW_TOOLBENCH in archive-path order: {member path: bytes}."""
+    from toolweaver.ingest.files import iter_files
+
+    archive = shared_data / "toolbench" / "toolenv2404" / "toolenv2404_filtered.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is absent (see README: Data)")
+    found: dict[str, bytes] = {}
+    for name, data in sorted(iter_files(archive)):
+        try:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        apis = doc.get("api_list") if isinstance(doc, dict) else None
+        if isinstance(apis, list) and len(apis) == 1 and (apis[0].get("description") or "").strip():
+            found[name] = data
+    picked = sorted(found)[: N_BASE_TOOLBENCH + N_NEW_TOOLBENCH]
+    assert len(picked) == N_BASE_TOOLBENCH + N_NEW_TOOLBENCH
+    return {name: found[name] for name in picked}
+
+
+def write_tool_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Tool files into a watched folder, keeping their `<Category>/<tool>.json` layout."""
+    for name, data in files.items():
+        target = folder / Path(name).parent.name / Path(name).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+@pytest.fixture(scope="session")
+def memorizing_profile(tmp_path_factory: pytest.TempPathFactory, one_api_tool_files: dict[str, bytes]):  # noqa: ANN201
+    """A profile whose tiny model really memorizes codes (settings of tests/align/test_train.py:
+    64-wide Llama with weights scaled to std 0.2, LoRA r 8, constant lr 5e-3), with a
+    tokenizer that knows the words of the BFCL subset and of every tool file used."""
+    import torch
+
+    from tasks.finetune import FinetuneConfig
+    from tasks.profiles import Profile
+    from tasks.tokenize import TokenizeConfig
+    from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
+    from toolweaver.align.train import TrainConfig
+    from toolweaver.codes.embed import EmbedConfig
+
+    folder = tmp_path_factory.mktemp("memorizing-llm")
+    words = write_bfcl_subset(tmp_path_factory.mktemp("vocab"), lines=25)
+    texts = [p.read_text(encoding="utf-8") for p in sorted(words.rglob("*.json"))]
+    texts += [data.decode("utf-8") for data in one_api_tool_files.values()]
+    tokenizer = tiny_tokenizer(texts)
+    model = tiny_llama(len(tokenizer), hidden_size=64, seed=0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim == 2:
+                parameter.mul_(0.2 / 0.02)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    train = TrainConfig(
+        max_steps=300, batch_size=10, lr=5e-3, schedule="constant", lora_r=8, lora_alpha=32,
+        max_grad_norm=None, save_every=100, device="cpu",
+    )
+    return Profile(
+        name="test-memorize",
+        device="cpu",
+        description="flow tests: a tiny model that memorizes its codes",
+        tokenize=TokenizeConfig(embed=EmbedConfig(device="cpu", show_progress=False), rqvae=TINY_RQVAE),
+        finetune=FinetuneConfig(model=str(folder), stages=("memorization",), train=train),
+        eval_methods=("bm25",),
+        eval_llm=False,
+    )

@@ -27,9 +27,11 @@ def config(tiny_profile, store_dir: Path, bfcl_subset: Path):  # noqa: ANN001, A
     from tasks.core import SourceSpec
     from tasks.prefect_tasks import BuildConfig, RunOptions
 
-    def make(**run: object) -> BuildConfig:
+    def make(retention: dict | None = None, **run: object) -> BuildConfig:
         sources = (SourceSpec(source="bfcl", path=bfcl_subset),)
-        return BuildConfig(store=str(store_dir), profile=tiny_profile, sources=sources, run=RunOptions(**run))
+        return BuildConfig(
+            store=str(store_dir), profile=tiny_profile, sources=sources, run=RunOptions(**run), retention=retention
+        )
 
     return make
 
@@ -78,6 +80,7 @@ def test_idle_rebuild_is_all_cached_then_force_recomputes_the_named_stage(config
 
     first, states = _run(build, config())
     assert set(states.values()) == {"Completed"}
+    _assert_training_progress_artifact(first)
     before = _versions(store_dir)
     again, states = _run(rebuild, config(), "digest-unchanged")
     assert set(states.values()) == {"Cached"}
@@ -101,7 +104,8 @@ def test_changed_bytes_at_the_same_path_recompute_downstream(config, store_dir: 
 
     before = _versions(store_dir)
     edit_first_description(bfcl_subset)
-    second, states = _run(build, config())
+    # This rebuild also applies retention: 1 checkpoint per stage, superseded files now.
+    second, states = _run(build, config(retention={"keep_checkpoints": 1, "retention_hours": 0}))
     # One tool doc changed: everything downstream of `tools` runs again; the co-usage
     # graph (qrels + trajectories only) is unchanged, and so stays cached.
     assert states == {s: ("Cached" if s == "cousage" else "Completed") for s in PIPELINE}
@@ -110,6 +114,42 @@ def test_changed_bytes_at_the_same_path_recompute_downstream(config, store_dir: 
     assert after["tools"] == before["tools"] + 1
     assert after["queries"] == before["queries"]
     assert second.stages[0].table("tools").digest != first.stages[0].table("tools").digest
+    _assert_retention_kept_what_is_in_use(store_dir, first, second)
+
+
+def _assert_training_progress_artifact(result) -> None:  # noqa: ANN001 - BuildResult
+    """The fine-tuning task published a progress artifact and left it at 100%."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    (tuned,) = [r for r in result.stages if r.stage == "finetune-memorization"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["toolweaver-finetune-memorization-progress"]))
+        )
+    assert found, "no training progress artifact"
+    latest = max(found, key=lambda a: a.created)
+    assert latest.type == "progress" and float(latest.data) == 100.0
+    assert f"of {tuned.facts['steps']}" in (latest.description or "")
+
+
+def _assert_retention_kept_what_is_in_use(store_dir: Path, first, second) -> None:  # noqa: ANN001 - BuildResults
+    """After the retention of the second build: the first build's model folder is pruned
+    (row kept, present = false), the examples it was trained on are vacuumed, and the
+    tools version the (still current) tokenizer was trained on stays readable."""
+    from storage import Store
+
+    store = Store(root=store_dir)
+    (old_model,) = [r for r in first.stages if r.stage == "finetune-memorization"][0].checkpoints
+    (new_model,) = [r for r in second.stages if r.stage == "finetune-memorization"][0].checkpoints
+    present = {r["checkpoint_id"]: r["present"] for r in store.checkpoints().to_pylist()}
+    assert present[old_model] is False and present[new_model] is True
+    old_examples = first.stages[4].table("sft_examples").version
+    assert old_examples < store.latest("sft_examples").version
+    with pytest.raises(Exception):  # noqa: B017 - its Parquet files are gone
+        store.read("sft_examples", version=old_examples)
+    old_tools = first.stages[0].table("tools")
+    assert store.read("tools", version=old_tools.version).num_rows == old_tools.rows
 
 
 @pytest.mark.slow

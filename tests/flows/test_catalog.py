@@ -48,6 +48,6 @@ def test_watch_catalog_emits_only_when_content_changes(bfcl_subset: Path) -> Non
     changed = watch_catalog(sources)
     assert changed.changed and changed.previous == first.digest and changed.digest != first.digest
 
-    events = _catalog_events(catalog_key(sources), expected=2)
+    events = _catalog_events(catalog_key(sources, None), expected=2)
     digests = sorted(e["payload"]["digest"] for e in events)
     assert digests == sorted([first.digest, changed.digest])

@@ -90,10 +90,24 @@ def test_catalog_trigger_passes_the_digest(deployments: dict[str, dict[str, Any]
     pattern = raw["match"]["prefect.resource.id"]
     assert re.fullmatch(pattern.replace(".", r"\.").replace("*", ".*"), "toolweaver.catalog.toolweaver-catalog-0123")
     event = {
-        "payload": {"digest": "ab" * 32, "sources": [{"source": "toolbench", "path": "/data/tools"}], "profile": "quick"}
+        "payload": {
+            "digest": "ab" * 32,
+            "sources": [{"source": "toolbench", "path": "/data/tools"}],
+            "profile": "quick",
+            "store": "/data/store",
+        }
     }
     params = {**d["parameters"], **_render(raw["parameters"], event)}
     validated = _flow(d["entrypoint"]).validate_parameters(params)
     assert validated["digest"] == "ab" * 32
     assert [(s.source, str(s.path)) for s in validated["config"].sources] == [("toolbench", "/data/tools")]
-    assert validated["config"].profile == "quick"
+    assert validated["config"].profile == "quick" and validated["config"].store == "/data/store"
+
+
+def test_nightly_rebuild_applies_retention(deployments: dict[str, dict[str, Any]]) -> None:
+    d = deployments["nightly-rebuild"]
+    config = _flow(d["entrypoint"]).validate_parameters(d["parameters"])["config"]
+    assert config.retention is not None and config.retention.keep_checkpoints >= 1
+    # The manual build keeps everything unless asked.
+    build = _flow(deployments["build"]["entrypoint"]).validate_parameters(deployments["build"]["parameters"])["config"]
+    assert build.retention is None
