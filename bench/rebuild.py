@@ -93,9 +93,9 @@ def sample_files(archive: Path, tools: int, new_fraction: float, seed: int) -> t
     for _, name, data, apis in files:
         if n_new < new_target:
             new[name], n_new = data, n_new + apis
-        elif n_base < base_target:
+        elif not tools or n_base < base_target:  # --tools 0: every file not picked as new
             base[name], n_base = data, n_base + apis
-    if n_base < base_target:
+    if tools and n_base < base_target:
         raise SystemExit(f"error: the archive has {total} APIs, fewer than --tools {tools} plus {new_target} new")
     return base, new
 

@@ -22,3 +22,31 @@ def test_bench_script_starts(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower()
+
+
+def _load_bench(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("tools", [0, 150])
+def test_rebuild_sample_splits_files_into_disjoint_base_and_new(tmp_path: Path, tools: int) -> None:
+    """--tools 0 must take every file not picked as new (it once failed on file granularity:
+    the new files overshoot their API target, so a fixed base target was unreachable)."""
+    import json
+
+    rebuild = _load_bench("rebuild")
+    for i in range(60):  # 7 APIs per file, 420 in all: the new files overshoot their target of 20
+        api_list = [{"name": f"api{j}"} for j in range(7)]
+        (tmp_path / f"tool{i:02d}.json").write_text(json.dumps({"tool_name": f"t{i}", "api_list": api_list}))
+    base, new = rebuild.sample_files(tmp_path, tools, 0.05, seed=0)
+    assert not set(base) & set(new)
+    assert 7 * len(new) >= round((tools or 420 / 1.05) * 0.05)
+    if tools:
+        assert tools <= 7 * len(base) < tools + 7
+    else:
+        assert len(base) + len(new) == 60
