@@ -128,13 +128,7 @@ def add_code_tokens(
     present are reused (idempotent). `codebook` mode needs `codebooks` (L arrays (K, d))
     and the fit pairs `fit_levels` (N, L) with `fit_names` (N tool names)."""
     tokens = [*code_tokens(n_levels, codebook_size), FINISH_TOKEN]
-    existing = set(tokenizer.get_vocab())
-    n_rows = model.get_input_embeddings().weight.shape[0]
-    # Base rows = real tokens only (some models pad the matrix beyond the tokenizer).
-    n_base = min(len(tokenizer), n_rows)
-    n_added = tokenizer.add_tokens(tokens, special_tokens=False)
-    if len(tokenizer) > n_rows:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    existing, n_base, n_added = _add_and_resize(tokenizer, model, tokens)
     vocab = code_vocab(tokenizer, n_levels, codebook_size)
     new_ids = [int(i) for i in tokenizer.convert_tokens_to_ids([t for t in tokens if t not in existing])]
     if new_ids:
@@ -151,18 +145,26 @@ def add_atomic_tokens(tokenizer, model: torch.nn.Module, tokens: Sequence[str], 
     if config.init == "codebook":
         raise ValueError("init='codebook' maps code levels to rows; atomic tokens take init 'random' or 'mean'")
     wanted = [*tokens, FINISH_TOKEN]
-    existing = set(tokenizer.get_vocab())
-    n_rows = model.get_input_embeddings().weight.shape[0]
-    n_base = min(len(tokenizer), n_rows)
-    n_added = tokenizer.add_tokens(wanted, special_tokens=False)
-    if len(tokenizer) > n_rows:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    existing, n_base, n_added = _add_and_resize(tokenizer, model, wanted)
     ids = [_single_id(tokenizer, t) for t in wanted]
     new_ids = [i for t, i in zip(wanted, ids, strict=True) if t not in existing]
     if new_ids:
         _init_new_rows(tokenizer, model, new_ids, n_base, None, config, None, None, None)
     logger.info("added %d atomic tokens (%s init); tokenizer size now %d", n_added, config.init, len(tokenizer))
     return ids[:-1]
+
+
+def _add_and_resize(tokenizer, model: torch.nn.Module, tokens: Sequence[str]) -> tuple[set[str], int, int]:
+    """Add `tokens` as normal tokens and grow the embeddings to fit: (tokens present
+    before, number of base rows, number added)."""
+    existing = set(tokenizer.get_vocab())
+    n_rows = model.get_input_embeddings().weight.shape[0]
+    # Base rows = real tokens only (some models pad the matrix beyond the tokenizer).
+    n_base = min(len(tokenizer), n_rows)
+    n_added = tokenizer.add_tokens(list(tokens), special_tokens=False)
+    if len(tokenizer) > n_rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return existing, n_base, n_added
 
 
 def _init_new_rows(tokenizer, model, new_ids, n_base, vocab, config, codebooks, fit_levels, fit_names) -> None:
