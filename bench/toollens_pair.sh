@@ -18,46 +18,19 @@ set -euo pipefail
 TOOLLENS=${TOOLLENS:-../shared/data/toollens}
 STORE=${STORE:-artifacts/toollens}
 OUT=${OUT:-$STORE/results}
-MODEL=${MODEL:-smollm2}
-DEVICE=${DEVICE:-auto}
-MEM_EPOCHS=${MEM_EPOCHS:-12}  # 12: 97.4% exact match with SmolLM2 (bench/finetune.py); 7 gave 93.8%
-RET_QUERIES=${RET_QUERIES:-2000}
-BATCH=${BATCH:-8}
-LR=${LR:-2e-3}
-LORA_R=${LORA_R:-16}
-MAX_LENGTH=${MAX_LENGTH:-160}
 CODES_INIT=${CODES_INIT:-codebook}   # init of the code-token rows; `random` = toolweaver-init-random
 TOOLRETRIEVER_STEPS=${TOOLRETRIEVER_STEPS:-200}
 METHODS=${METHODS:-bm25,dense,toolretriever,atomic,toolweaver}
 SETTING=${SETTING:-in-domain}
-TW=${TOOLWEAVER:-$(command -v toolweaver || echo .venv/bin/toolweaver)}
 
-step() {  # step NAME CMD...: run, report its wall time on stderr
-  local name=$1 start=$SECONDS
-  shift
-  "$@"
-  echo "[toollens_pair] $name: $((SECONDS - start)) s" >&2
-}
-
-train_pair_member() {  # train_pair_member TOKENS INIT -> prints the final (retrieval) checkpoint id
-  local tokens=$1 init=$2 common memo
-  common=(--store "$STORE" --model "$MODEL" --device "$DEVICE" --tokens "$tokens" --batch-size "$BATCH"
-          --lr "$LR" --lora-r "$LORA_R" --max-length "$MAX_LENGTH")
-  memo=$("$TW" finetune "${common[@]}" --stages memorization --epochs "$MEM_EPOCHS" --vocab-init "$init" | tail -n 1 | cut -f 2)
-  "$TW" finetune "${common[@]}" --stages retrieval --init "$memo" \
-      --max-steps $(((RET_QUERIES + BATCH - 1) / BATCH)) | tail -n 1 | cut -f 2
-}
+source "$(dirname "$0")/_llm_pair.sh"
 
 mkdir -p "$OUT"
 step ingest "$TW" ingest --store "$STORE" --source beir --path "$TOOLLENS" >&2
 step tokenize "$TW" tokenize --store "$STORE" >&2
 step datasets "$TW" datasets --store "$STORE" --stage memorization --stage retrieval >&2
-start=$SECONDS
-TOOLWEAVER_CKPT=$(train_pair_member codes "$CODES_INIT")
-echo "[toollens_pair] train toolweaver ($TOOLWEAVER_CKPT): $((SECONDS - start)) s" >&2
-start=$SECONDS
-ATOMIC_CKPT=$(train_pair_member atomic random)
-echo "[toollens_pair] train atomic ($ATOMIC_CKPT): $((SECONDS - start)) s" >&2
+TOOLWEAVER_CKPT=$(train_timed toolweaver codes "$CODES_INIT")
+ATOMIC_CKPT=$(train_timed atomic atomic random)
 step evaluate "$TW" evaluate --store "$STORE" --beir "$TOOLLENS" --no-ingest --methods "$METHODS" \
     --setting "$SETTING" --toolretriever-steps "$TOOLRETRIEVER_STEPS" \
     --checkpoint "toolweaver=$TOOLWEAVER_CKPT" --checkpoint "atomic=$ATOMIC_CKPT" \

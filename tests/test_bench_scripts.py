@@ -50,3 +50,29 @@ def test_rebuild_sample_splits_files_into_disjoint_base_and_new(tmp_path: Path, 
         assert tools <= 7 * len(base) < tools + 7
     else:
         assert len(base) + len(new) == 60
+
+
+def test_memorization_bench_scores_a_memorized_checkpoint_one(tmp_path: Path) -> None:
+    """Known answer: a tiny model trained to 100% on 12 tools scores 12 / 12; the untrained
+    base with random code rows does not."""
+    import json
+
+    import torch
+
+    from tasks.finetune import FinetuneConfig, finetune
+    from tests.align.test_train import MEMORIZE
+    from tests.align.test_train_task import N_TOOLS, _store_with_inputs
+    from toolweaver.align.train import TrainConfig
+
+    torch.set_num_threads(1)
+    store, base = _store_with_inputs(tmp_path)
+    config = FinetuneConfig(model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "batch_size": 4}))
+    (memo,) = finetune(store, config, run_id="mem")
+    undertrained = FinetuneConfig(model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "epochs": 1, "lr": 1e-6}))
+    (weak,) = finetune(store, undertrained, run_id="weak")
+    bench = _load_bench("memorization")
+    rows = bench.main(["--store", str(store.root), memo.checkpoint_id, weak.checkpoint_id, "--device", "cpu",
+                       "--json", str(tmp_path / "mem.json")])
+    assert [(r["checkpoint"], r["tools"], r["hits"]) for r in rows][0] == (memo.checkpoint_id, N_TOOLS, N_TOOLS)
+    assert rows[1]["hits"] < N_TOOLS / 2  # random code rows: about chance (1 / 12)
+    assert rows == json.loads((tmp_path / "mem.json").read_text())
