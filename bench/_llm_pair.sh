@@ -11,6 +11,8 @@ LR=${LR:-2e-3}
 LORA_R=${LORA_R:-16}
 MAX_LENGTH=${MAX_LENGTH:-160}
 TW=${TOOLWEAVER:-$(command -v toolweaver || echo .venv/bin/toolweaver)}
+FINETUNE_COMMON=(--store "$STORE" --model "$MODEL" --device "$DEVICE" --batch-size "$BATCH" --lr "$LR"
+                 --lora-r "$LORA_R" --max-length "$MAX_LENGTH")
 
 step() {  # step NAME CMD...: run, report its wall time on stderr
   local name=$1 start=$SECONDS
@@ -19,20 +21,23 @@ step() {  # step NAME CMD...: run, report its wall time on stderr
   echo "[$(basename "$0" .sh)] $name: $((SECONDS - start)) s" >&2
 }
 
+train_memorization() {  # train_memorization TOKENS INIT -> prints the memorization checkpoint id
+  "$TW" finetune "${FINETUNE_COMMON[@]}" --tokens "$1" --stages memorization --epochs "$MEM_EPOCHS" \
+      --vocab-init "$2" | tail -n 1 | cut -f 2
+}
+
 train_pair_member() {  # train_pair_member TOKENS INIT -> prints the final (retrieval) checkpoint id
   # The same budget for every LLM: MEM_EPOCHS memorization epochs over every tool, then
   # ceil(RET_QUERIES / BATCH) retrieval steps (each training query seen once).
-  local tokens=$1 init=$2 common memo
-  common=(--store "$STORE" --model "$MODEL" --device "$DEVICE" --tokens "$tokens" --batch-size "$BATCH"
-          --lr "$LR" --lora-r "$LORA_R" --max-length "$MAX_LENGTH")
-  memo=$("$TW" finetune "${common[@]}" --stages memorization --epochs "$MEM_EPOCHS" --vocab-init "$init" | tail -n 1 | cut -f 2)
-  "$TW" finetune "${common[@]}" --stages retrieval --init "$memo" \
+  local memo
+  memo=$(train_memorization "$1" "$2")
+  "$TW" finetune "${FINETUNE_COMMON[@]}" --tokens "$1" --stages retrieval --init "$memo" \
       --max-steps $(((RET_QUERIES + BATCH - 1) / BATCH)) | tail -n 1 | cut -f 2
 }
 
-train_timed() {  # train_timed LABEL TOKENS INIT -> prints the checkpoint id; wall time to stderr
+train_timed() {  # train_timed LABEL TRAIN_FUNCTION TOKENS INIT -> prints the checkpoint id; wall time to stderr
   local label=$1 start=$SECONDS ckpt
-  ckpt=$(train_pair_member "$2" "$3")
+  ckpt=$("$2" "$3" "$4")
   echo "[$(basename "$0" .sh)] train $label ($ckpt): $((SECONDS - start)) s" >&2
   echo "$ckpt"
 }

@@ -20,21 +20,12 @@ DATASET=${DATASET:-stabletoolbench}   # or stabletoolbench/GROUP: one query grou
 
 source "$(dirname "$0")/_llm_pair.sh"
 
-memorize() {  # memorize LABEL TOKENS INIT -> prints the checkpoint id; wall time to stderr
-  local start=$SECONDS ckpt
-  ckpt=$("$TW" finetune --store "$STORE" --model "$MODEL" --device "$DEVICE" --tokens "$2" \
-      --batch-size "$BATCH" --lr "$LR" --lora-r "$LORA_R" --max-length "$MAX_LENGTH" \
-      --stages memorization --epochs "$MEM_EPOCHS" --vocab-init "$3" | tail -n 1 | cut -f 2)
-  echo "[stabletoolbench_zeroshot] train $1 ($ckpt): $((SECONDS - start)) s" >&2
-  echo "$ckpt"
-}
-
 mkdir -p "$OUT"
 step ingest "$TW" ingest --store "$STORE" --source stabletoolbench --path "$STB" >&2
 step tokenize "$TW" tokenize --store "$STORE" >&2
 step datasets "$TW" datasets --store "$STORE" --stage memorization >&2
-TOOLWEAVER_CKPT=$(memorize toolweaver codes "$CODES_INIT")
-ATOMIC_CKPT=$(memorize atomic atomic random)
+TOOLWEAVER_CKPT=$(train_timed toolweaver train_memorization codes "$CODES_INIT")
+ATOMIC_CKPT=$(train_timed atomic train_memorization atomic random)
 step evaluate "$TW" evaluate --store "$STORE" --dataset "$DATASET" --methods "$METHODS" \
     --setting in-domain --checkpoint "toolweaver=$TOOLWEAVER_CKPT" --checkpoint "atomic=$ATOMIC_CKPT" \
     --format json --report-dir "$OUT/report" > "$OUT/results.json"

@@ -21,10 +21,10 @@ SETTING=${SETTING:-in-domain}
 source "$(dirname "$0")/_llm_pair.sh"
 
 mkdir -p "$OUT"
-RANDOM_CKPT=$(train_timed toolweaver-init-random codes random)
+RANDOM_CKPT=$(train_timed toolweaver-init-random train_pair_member codes random)
 step tokenize-l0 "$TW" tokenize --store "$STORE" --retrain --lambda 0 >&2
 step datasets-l0 "$TW" datasets --store "$STORE" --stage memorization --stage retrieval >&2
-L0_CKPT=$(train_timed toolweaver-l0 codes codebook)
+L0_CKPT=$(train_timed toolweaver-l0 train_pair_member codes codebook)
 methods=toolweaver-l0,toolweaver-init-random
 checkpoints=(--checkpoint "toolweaver-l0=$L0_CKPT" --checkpoint "toolweaver-init-random=$RANDOM_CKPT")
 if [[ -n ${TOOLWEAVER_CKPT:-} ]]; then

@@ -29,8 +29,8 @@ mkdir -p "$OUT"
 step ingest "$TW" ingest --store "$STORE" --source beir --path "$TOOLLENS" >&2
 step tokenize "$TW" tokenize --store "$STORE" >&2
 step datasets "$TW" datasets --store "$STORE" --stage memorization --stage retrieval >&2
-TOOLWEAVER_CKPT=$(train_timed toolweaver codes "$CODES_INIT")
-ATOMIC_CKPT=$(train_timed atomic atomic random)
+TOOLWEAVER_CKPT=$(train_timed toolweaver train_pair_member codes "$CODES_INIT")
+ATOMIC_CKPT=$(train_timed atomic train_pair_member atomic random)
 step evaluate "$TW" evaluate --store "$STORE" --beir "$TOOLLENS" --no-ingest --methods "$METHODS" \
     --setting "$SETTING" --toolretriever-steps "$TOOLRETRIEVER_STEPS" \
     --checkpoint "toolweaver=$TOOLWEAVER_CKPT" --checkpoint "atomic=$ATOMIC_CKPT" \
