@@ -176,10 +176,14 @@ def test_cousage_term_alone_reaches_the_encoder(cousage_on: str) -> None:
     model.quantizer.init_kmeans(model.encode(x), iters=5, generator=torch.Generator().manual_seed(0))
     codes = model.nearest_indices(x)
     u = 0
-    v = int(torch.nonzero((codes != codes[u]).any(1))[0])  # a tool with a different code
+    others = torch.nonzero((codes != codes[u]).any(1)).flatten()
+    v, w = int(others[0]), int(others[-1])  # tools with a different code than u
+    # A third encoded row that is in no edge: with only the pair in the batch the term
+    # is pulled / spread = ||z_u - z_v||^2 / (||z_u - z_v||^2 / 4), a constant whose
+    # gradient is zero up to rounding.
     batch = Batch(
-        rows=torch.tensor([u, v]),
-        nodes=torch.tensor([0, 1]),
+        rows=torch.tensor([u, v, w]),
+        nodes=torch.tensor([0, 1, 2]),
         edge_u=torch.tensor([0]),
         edge_v=torch.tensor([1]),
         edge_w=torch.tensor([1.0]),
