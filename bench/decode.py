@@ -25,19 +25,19 @@ import sys
 # named like a stdlib module (bench/tokenize.py) would shadow it: drop that entry.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import logging
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-from toolweaver.align.datasets import retrieval_prompt  # noqa: E402
-from toolweaver.align.decode import DecodeConfig, prompt_ids, retrieve, trie_for_codes  # noqa: E402
-from toolweaver.align.models import load_model_and_tokenizer, resolve_device  # noqa: E402
-from toolweaver.align.tiny import tiny_llama, tiny_tokenizer  # noqa: E402
-from toolweaver.align.vocab import VocabConfig, add_code_tokens, code_token  # noqa: E402
-from toolweaver.eval.costs import LatencyReport, measure_latency  # noqa: E402
+from toolweaver.align.datasets import retrieval_prompt
+from toolweaver.align.decode import DecodeConfig, prompt_ids, retrieve, trie_for_codes
+from toolweaver.align.models import load_model_and_tokenizer, resolve_device
+from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
+from toolweaver.align.vocab import VocabConfig, add_code_tokens, code_token
+from toolweaver.eval.costs import LatencyReport, measure_latency
 
 logger = logging.getLogger("bench.decode")
 
@@ -64,7 +64,7 @@ def random_codes(n: int, levels: int, size: int, seed: int) -> list[tuple[int, .
         raise SystemExit(f"K**L = {space} < N = {n}: raise --codebook or --levels")
     generator = torch.Generator().manual_seed(seed)
     flat = torch.randperm(space, generator=generator)[:n].tolist()
-    return [tuple((f // size**(levels - 1 - lv)) % size for lv in range(levels)) for f in flat]
+    return [tuple((f // size ** (levels - 1 - lv)) % size for lv in range(levels)) for f in flat]
 
 
 def code_string(levels: tuple[int, ...]) -> str:
@@ -78,7 +78,9 @@ def load(model_name: str, queries: list[str], device: torch.device):
     return load_model_and_tokenizer(model_name, device=device)
 
 
-def variant_pair(name: str, model, tokenizer, codes: dict[str, str], length: int, prompts, args, device) -> list[LatencyReport]:
+def variant_pair(
+    name: str, model, tokenizer, codes: dict[str, str], length: int, prompts, args, device
+) -> list[LatencyReport]:
     """(constrained, unconstrained of the same length) latency for one vocabulary."""
     trie = trie_for_codes(tokenizer, codes)
     config = DecodeConfig(top_k=args.top_k, num_beams=args.beams)
@@ -87,8 +89,14 @@ def variant_pair(name: str, model, tokenizer, codes: dict[str, str], length: int
     def generate(q: str) -> torch.Tensor:
         ids = torch.tensor([prompt_ids(tokenizer, retrieval_prompt(q))], device=device)
         return model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=args.beams, num_return_sequences=args.top_k,
-            max_new_tokens=length, min_new_tokens=length, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            num_beams=args.beams,
+            num_return_sequences=args.top_k,
+            max_new_tokens=length,
+            min_new_tokens=length,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
         )
 
     with torch.no_grad():
@@ -104,8 +112,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     tool_ids = [f"tool{i}&&api" for i in range(args.tools)]
 
     model, tokenizer = load(args.model, prompts, device)
-    added = add_code_tokens(tokenizer, model, n_levels=args.levels, codebook_size=args.codebook, config=VocabConfig(seed=args.seed))
-    codes = dict(zip(tool_ids, map(code_string, random_codes(args.tools, args.levels, args.codebook, args.seed)), strict=True))
+    added = add_code_tokens(
+        tokenizer, model, n_levels=args.levels, codebook_size=args.codebook, config=VocabConfig(seed=args.seed)
+    )
+    codes = dict(
+        zip(tool_ids, map(code_string, random_codes(args.tools, args.levels, args.codebook, args.seed)), strict=True)
+    )
     reports = variant_pair("codes", model.eval(), tokenizer, codes, args.levels, prompts, args, device)
     rows = [{**r.as_dict(), "tokens_added": added.n_added} for r in reports]
     del model
@@ -119,12 +131,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for pair in (rows[:2], rows[2:]):
         pair[0]["ratio_to_unconstrained"] = pair[0]["mean_ms"] / pair[1]["mean_ms"]
     header = f"{'variant':<22} {'tokens+':>8} {'mean ms':>9} {'p95 ms':>9} {'peak MiB':>9} {'x unconstr.':>11}"
-    print(f"model={args.model} device={device} N={args.tools} L={args.levels} K={args.codebook} beams={args.beams} top-k={args.top_k}")
+    print(
+        f"model={args.model} device={device} N={args.tools} L={args.levels} K={args.codebook} "
+        f"beams={args.beams} top-k={args.top_k}"
+    )
     print(header)
     for r in rows:
         ratio = f"{r['ratio_to_unconstrained']:.2f}" if "ratio_to_unconstrained" in r else ""
-        print(f"{r['name']:<22} {r['tokens_added']:>8} {r['mean_ms']:>9.1f} {r['p95_ms']:>9.1f} "
-              f"{r['peak_memory_bytes'] / 2**20:>9.0f} {ratio:>11}  ({r['memory_kind']})")
+        print(
+            f"{r['name']:<22} {r['tokens_added']:>8} {r['mean_ms']:>9.1f} {r['p95_ms']:>9.1f} "
+            f"{r['peak_memory_bytes'] / 2**20:>9.0f} {ratio:>11}  ({r['memory_kind']})"
+        )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))

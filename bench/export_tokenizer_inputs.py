@@ -29,19 +29,19 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import tarfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import csv
+import json
+import logging
+import tarfile
+import time
+from collections.abc import Iterator
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from toolweaver.codes.cousage import cousage_edges, edges_to_indices, groups_from_pairs  # noqa: E402
-from toolweaver.codes.embed import (  # noqa: E402
+from toolweaver.codes.cousage import cousage_edges, edges_to_indices, groups_from_pairs
+from toolweaver.codes.embed import (
     EmbedConfig,
     embed_texts,
     load_embedder,
@@ -82,8 +82,10 @@ def toolenv_records(archive: Path) -> Iterator[dict[str, Any]]:
                 "api_name": api["name"],
                 "category": category,
                 "description": api.get("description") or tool.get("tool_description") or "",
-                "parameters": {"required": api.get("required_parameters") or [],
-                               "optional": api.get("optional_parameters") or []},
+                "parameters": {
+                    "required": api.get("required_parameters") or [],
+                    "optional": api.get("optional_parameters") or [],
+                },
             }
 
 
@@ -100,8 +102,10 @@ def stb_records(data: Path) -> Iterator[dict[str, Any]]:
                     "api_name": api["api_name"],
                     "category": api.get("category_name", ""),
                     "description": api.get("api_description") or "",
-                    "parameters": {"required": api.get("required_parameters") or [],
-                                   "optional": api.get("optional_parameters") or []},
+                    "parameters": {
+                        "required": api.get("required_parameters") or [],
+                        "optional": api.get("optional_parameters") or [],
+                    },
                 }
 
 
@@ -116,8 +120,10 @@ def toollens_records(data: Path) -> Iterator[dict[str, Any]]:
                 "api_name": _between(text, "api_name:", ", api_description:"),
                 "category": _between(text, "category_name:", ", tool_name:"),
                 "description": _between(text, "api_description:", ", required_params:"),
-                "parameters": {"required": json.loads(_between(text, "required_params: ", ", optional_params:")),
-                               "optional": json.loads(_between(text, "optional_params: ", ", return_schema:"))},
+                "parameters": {
+                    "required": json.loads(_between(text, "required_params: ", ", optional_params:")),
+                    "optional": json.loads(_between(text, "optional_params: ", ", return_schema:")),
+                },
             }
 
 
@@ -140,7 +146,7 @@ def raw_catalog(data: Path) -> dict[str, dict[str, Any]]:
 
 def _between(text: str, start: str, end: str) -> str:
     i = text.index(start) + len(start)
-    return text[i:text.index(end, i)]
+    return text[i : text.index(end, i)]
 
 
 def toollens_pairs(data: Path) -> list[tuple[str, str]]:
@@ -150,8 +156,9 @@ def toollens_pairs(data: Path) -> list[tuple[str, str]]:
         for line in fh:
             doc = json.loads(line)
             text = doc["text"]
-            corpus[doc["_id"]] = tool_id(_between(text, "tool_name:", ", api_name:"),
-                                         _between(text, "api_name:", ", api_description:"))
+            corpus[doc["_id"]] = tool_id(
+                _between(text, "tool_name:", ", api_name:"), _between(text, "api_name:", ", api_description:")
+            )
     pairs = []
     with open(data / "toollens" / "qrels" / "train.tsv") as fh:
         for row in csv.DictReader(fh, delimiter="\t"):
@@ -177,7 +184,7 @@ def embed_chunked(texts: list[str], cfg: EmbedConfig, parts: Path) -> np.ndarray
     out: np.ndarray | None = None
     t0 = time.perf_counter()
     for start in range(0, len(order), CHUNK):
-        idx = order[start:start + CHUNK]
+        idx = order[start : start + CHUNK]
         key = text_hash(model_key(cfg) + "\n" + "\n".join(text_hash(texts[i]) for i in idx))[:16]
         part = parts / f"{start:06d}_{key}.npy"
         if part.is_file():
@@ -211,8 +218,15 @@ def export_raw(data: Path, out: Path, cfg: EmbedConfig) -> None:
     t0 = time.perf_counter()
     vectors = embed_chunked(texts, cfg, out / ".parts")
     np.save(out / "embeddings.npy", vectors)
-    meta = {"source": "raw", "data": str(data), "model_key": model_key(cfg), "tools": len(ids),
-            "dim": int(vectors.shape[1]), "edges": int(len(src)), "embed_s": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "source": "raw",
+        "data": str(data),
+        "model_key": model_key(cfg),
+        "tools": len(ids),
+        "dim": int(vectors.shape[1]),
+        "edges": len(src),
+        "embed_s": round(time.perf_counter() - t0, 1),
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     logger.info("wrote %s: %s", out, meta)
 

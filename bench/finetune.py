@@ -49,11 +49,11 @@ import torch
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from toolweaver.align.collate import Encoded, collate, encode_all  # noqa: E402
-from toolweaver.align.datasets import memorization_messages, retrieval_prompt  # noqa: E402
-from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes  # noqa: E402
-from toolweaver.align.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_device  # noqa: E402
-from toolweaver.align.train import (  # noqa: E402
+from toolweaver.align.collate import Encoded, collate, encode_all
+from toolweaver.align.datasets import memorization_messages, retrieval_prompt
+from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
+from toolweaver.align.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_device
+from toolweaver.align.train import (
     TrainConfig,
     autocast_for,
     collate_left,
@@ -63,11 +63,15 @@ from toolweaver.align.train import (  # noqa: E402
     train,
     train_step,
 )
-from toolweaver.align.vocab import VocabConfig, add_code_tokens, format_code, parse_code  # noqa: E402
-from toolweaver.eval.metrics import ndcg_at_k  # noqa: E402
+from toolweaver.align.vocab import VocabConfig, add_code_tokens, format_code, parse_code
+from toolweaver.eval.metrics import ndcg_at_k
 
 logger = logging.getLogger("bench.finetune")
-_FIELDS = re.compile(r"category_name:(?P<category>.*?), tool_name:(?P<tool>.*?), api_name:(?P<api>.*?), api_description:(?P<desc>.*?), required_params:", re.S)
+_FIELDS = re.compile(
+    r"category_name:(?P<category>.*?), tool_name:(?P<tool>.*?), api_name:(?P<api>.*?), "
+    r"api_description:(?P<desc>.*?), required_params:",
+    re.DOTALL,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--train-queries", type=int, default=2000, help="retrieval training queries (-1: all not held out)")
     p.add_argument("--val-queries", type=int, default=200, help="held-out validation queries")
-    p.add_argument("--mem-epochs", type=int, default=12, help="memorization epochs (12: >= 95%% exact match on ToolLens with SmolLM2)")
+    p.add_argument(
+        "--mem-epochs",
+        type=int,
+        default=12,
+        help="memorization epochs (12: >= 95%% exact match on ToolLens with SmolLM2)",
+    )
     p.add_argument("--ret-epochs", type=int, default=1)
     p.add_argument("--mem-max-steps", type=int, default=None, help="bound the memorization stage (steps)")
     p.add_argument("--ret-max-steps", type=int, default=None, help="bound the retrieval stage (steps)")
@@ -107,10 +116,15 @@ def read_toollens(folder: Path) -> tuple[dict[str, dict], dict[str, str], dict[s
         row = json.loads(line)
         match = _FIELDS.match(row["text"])
         if match is None:
-            raise ValueError(f"ToolLens corpus row {row['_id']} does not have the expected fields: {row['text'][:120]!r}")
+            raise ValueError(
+                f"ToolLens corpus row {row['_id']} does not have the expected fields: {row['text'][:120]!r}"
+            )
         tools[row["_id"]] = {
-            "tool_name": match["tool"], "api_name": match["api"], "description": match["desc"],
-            "key": f"{match['tool']}&&{match['api']}", "text": row["text"],
+            "tool_name": match["tool"],
+            "api_name": match["api"],
+            "description": match["desc"],
+            "key": f"{match['tool']}&&{match['api']}",
+            "text": row["text"],
         }
     queries = {json.loads(x)["_id"]: json.loads(x)["text"] for x in (folder / "queries.jsonl").read_text().splitlines()}
     qrels: dict[str, dict[str, float]] = defaultdict(dict)
@@ -135,7 +149,9 @@ def read_codes(path: Path, tools: dict[str, dict]) -> dict[str, str]:
             codes[cid] = code
     missing = sorted(set(tools) - set(codes))
     if missing:
-        raise ValueError(f"{path}: {len(missing)} ToolLens tools have no code (first: {[tools[m]['key'] for m in missing[:3]]})")
+        raise ValueError(
+            f"{path}: {len(missing)} ToolLens tools have no code (first: {[tools[m]['key'] for m in missing[:3]]})"
+        )
     if len(set(codes.values())) != len(codes):
         raise ValueError(f"{path}: codes are not unique")
     return codes
@@ -189,9 +205,15 @@ def compare_loops(model, tokenizer, examples: list[Encoded], config: TrainConfig
         tokens, seconds = 0, 0.0
         for i, micro in enumerate(batches):
             if name == "ours":
-                data = [{k: v.to(device) for k, v in collate_left([examples[j] for j in idx], pad_id=pad).items()} for idx in micro]
+                data = [
+                    {k: v.to(device) for k, v in collate_left([examples[j] for j in idx], pad_id=pad).items()}
+                    for idx in micro
+                ]
             else:
-                data = [{k: v.to(device) for k, v in collate([examples[j] for j in idx], pad_id=pad).items()} for idx in micro]
+                data = [
+                    {k: v.to(device) for k, v in collate([examples[j] for j in idx], pad_id=pad).items()}
+                    for idx in micro
+                ]
             _sync(device)
             started = time.perf_counter()
             if name == "ours":
@@ -201,7 +223,9 @@ def compare_loops(model, tokenizer, examples: list[Encoded], config: TrainConfig
                     with autocast:
                         loss = clone(**batch).loss / len(data)
                     loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for p in clone.parameters() if p.requires_grad], config.max_grad_norm or float("inf"))
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in clone.parameters() if p.requires_grad], config.max_grad_norm or float("inf")
+                )
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             _sync(device)
@@ -253,7 +277,9 @@ def bm25_ndcg(tools, queries, qrels, val_ids) -> float | str:
     method = BM25Method()
     method.fit([], {}, {cid: t["text"] for cid, t in tools.items()})
     rankings = method.rank([queries[q] for q in val_ids], list(tools), 5)
-    return sum(ndcg_at_k([t for t, _ in r], qrels[q], 5, "standard") for q, r in zip(val_ids, rankings)) / len(val_ids)
+    return sum(
+        ndcg_at_k([t for t, _ in r], qrels[q], 5, "standard") for q, r in zip(val_ids, rankings, strict=False)
+    ) / len(val_ids)
 
 
 # --------------------------------------------------------------------------- main
@@ -267,27 +293,43 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     tools, queries, qrels = read_toollens(args.toollens)
     codes = read_codes(args.codes, tools) if args.codes else standin_codes(tools, args.standin_k)
-    codes_label = str(args.codes) if args.codes else f"STAND-IN (sorted-name index in base {args.standin_k}; not RQ-VAE codes)"
+    codes_label = (
+        str(args.codes) if args.codes else f"STAND-IN (sorted-name index in base {args.standin_k}; not RQ-VAE codes)"
+    )
     val_ids, train_ids = split_queries(qrels, args.val_queries, args.train_queries, args.seed)
     mem_convs, ret_convs = conversations(tools, queries, qrels, codes, train_ids, args.max_description_chars)
 
     model, tokenizer = load_model_and_tokenizer(args.model, device=device)
     levels = [parse_code(c) for c in codes.values()]
     old_size = model.get_input_embeddings().weight.shape[0]
-    add_code_tokens(tokenizer, model, n_levels=len(levels[0]), codebook_size=1 + max(max(lv) for lv in levels), config=VocabConfig())
-    new_ids = list(range(old_size, model.get_input_embeddings().weight.shape[0]))
-    common = dict(
-        lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-        max_length=args.max_length, seed=args.seed, device=str(device), warmup_steps=0, schedule="cosine",
+    add_code_tokens(
+        tokenizer, model, n_levels=len(levels[0]), codebook_size=1 + max(max(lv) for lv in levels), config=VocabConfig()
     )
+    new_ids = list(range(old_size, model.get_input_embeddings().weight.shape[0]))
+    common = {
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "lora_r": args.lora_r,
+        "lora_alpha": 2 * args.lora_r,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "device": str(device),
+        "warmup_steps": 0,
+        "schedule": "cosine",
+    }
     mem_config = TrainConfig(stage="memorization", epochs=args.mem_epochs, max_steps=args.mem_max_steps, **common)
     ret_config = TrainConfig(stage="retrieval", epochs=args.ret_epochs, max_steps=args.ret_max_steps, **common)
     model = prepare_model(model, new_ids, mem_config)
     mem_examples = encode_all(tokenizer, mem_convs, max_length=args.max_length)
     ret_examples = encode_all(tokenizer, ret_convs, max_length=args.max_length)
     report: dict = {
-        "device": str(device), "model": args.model, "codes": codes_label, "tools": len(tools),
-        "train_queries": len(train_ids), "val_queries": len(val_ids),
+        "device": str(device),
+        "model": args.model,
+        "codes": codes_label,
+        "tools": len(tools),
+        "train_queries": len(train_ids),
+        "val_queries": len(val_ids),
         "mem_tokens_per_example": sum(map(len, mem_examples)) / len(mem_examples),
         "ret_tokens_per_example": sum(map(len, ret_examples)) / len(ret_examples),
     }
@@ -296,10 +338,18 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("loop comparison: %s", report["loop_comparison"])
     out_root = args.out or Path(tempfile.mkdtemp(prefix="bench-finetune-"))
     meta = {"base_model": args.model, "codes_version": codes_label}
-    for stage, config, examples in (("memorization", mem_config, mem_examples), ("retrieval", ret_config, ret_examples)):
+    for stage, config, examples in (
+        ("memorization", mem_config, mem_examples),
+        ("retrieval", ret_config, ret_examples),
+    ):
         result = train(model, tokenizer, examples, config, device=device, out_dir=out_root / stage, meta=meta)
-        report[stage] = {"steps": result.steps, "tokens": result.tokens, "train_s": result.train_s,
-                         "tokens_per_s": result.tokens_per_s, "last_loss": result.last_loss}
+        report[stage] = {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "train_s": result.train_s,
+            "tokens_per_s": result.tokens_per_s,
+            "last_loss": result.last_loss,
+        }
         logger.info("%s: %s", stage, report[stage])
         if stage == "memorization":
             trie = trie_for_codes(tokenizer, codes)

@@ -20,18 +20,18 @@ import sys
 # script named like a stdlib module (bench/tokenize.py) would shadow it: drop that entry.
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import random
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-from storage import Store  # noqa: E402
-from tasks.evaluate import checkpoint_codes, codes_of_version  # noqa: E402
-from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes  # noqa: E402
-from toolweaver.align.models import load_checkpoint, read_checkpoint_meta, resolve_device  # noqa: E402
+from storage import Store
+from tasks.evaluate import checkpoint_codes, codes_of_version
+from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
+from toolweaver.align.models import load_checkpoint, read_checkpoint_meta, resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,13 +56,17 @@ def memorization_prompts(store: Store, limit: int) -> list[tuple[str, list[dict]
     tool_of_code = {code: tool for tool, code in current.items()}
     rows = [r for r in store.read("sft_examples").to_pylist() if r["stage"] == "memorization"]
     if not rows:
-        raise ValueError(f"store {store.root} has no memorization examples; run `toolweaver datasets --stage memorization`")
+        raise ValueError(
+            f"store {store.root} has no memorization examples; run `toolweaver datasets --stage memorization`"
+        )
     pairs = []
     for row in rows:
         conversation = json.loads(row["conversations"])
         answer = conversation[-1]["content"]
         if answer not in tool_of_code:
-            raise ValueError(f"sft_examples {row['example_id']}: answer {answer!r} is not a current code; rebuild the datasets")
+            raise ValueError(
+                f"sft_examples {row['example_id']}: answer {answer!r} is not a current code; rebuild the datasets"
+            )
         pairs.append((tool_of_code[answer], conversation[:-1]))
     pairs.sort(key=lambda pair: pair[0])
     return random.Random(1).sample(pairs, min(limit, len(pairs))) if limit >= 0 else pairs
@@ -82,9 +86,15 @@ def exact_match(store: Store, checkpoint: str, prompts: list[tuple[str, list[dic
         (best, _), *_ = constrained_beam_search(model, prompt_ids(tokenizer, messages), trie, DecodeConfig(top_k=1))
         hits += trie.tool_ids[best] == tool_id
     return {
-        "checkpoint": checkpoint, "tokens": codes.tokens, "vocab_init": meta.get("vocab_init"),
-        "stage": meta.get("stage"), "step": meta.get("step"), "tools": len(prompts), "hits": hits,
-        "exact_match": hits / len(prompts), "seconds": round(time.perf_counter() - start, 1),
+        "checkpoint": checkpoint,
+        "tokens": codes.tokens,
+        "vocab_init": meta.get("vocab_init"),
+        "stage": meta.get("stage"),
+        "step": meta.get("step"),
+        "tools": len(prompts),
+        "hits": hits,
+        "exact_match": hits / len(prompts),
+        "seconds": round(time.perf_counter() - start, 1),
     }
 
 
@@ -96,8 +106,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [exact_match(store, ckpt, prompts, device) for ckpt in args.checkpoints]
     print("| checkpoint | tokens | init | stage | step | exact match | s |\n|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['checkpoint']} | {r['tokens']} | {r['vocab_init']} | {r['stage']} | {r['step']} "
-              f"| {r['exact_match']:.1%} ({r['hits']} / {r['tools']}) | {r['seconds']} |")
+        print(
+            f"| {r['checkpoint']} | {r['tokens']} | {r['vocab_init']} | {r['stage']} | {r['step']} "
+            f"| {r['exact_match']:.1%} ({r['hits']} / {r['tools']}) | {r['seconds']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return rows

@@ -31,15 +31,15 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "toolbench" / "toolenv2404" / "toolenv2404_filtered.tar.gz"
@@ -54,8 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--new-fraction", type=float, default=0.01, help="new tools, as a fraction of the base catalog")
     p.add_argument("--seed", type=int, default=0, help="seed of the file order (which files are base / new)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="embedder and RQ-VAE device")
-    p.add_argument("--keep-store", type=Path, help="save the base store + catalog + full figures here (for --base-store)")
-    p.add_argument("--base-store", type=Path, help="reuse a --keep-store folder: full figures measured then, rebuild run now")
+    p.add_argument(
+        "--keep-store", type=Path, help="save the base store + catalog + full figures here (for --base-store)"
+    )
+    p.add_argument(
+        "--base-store", type=Path, help="reuse a --keep-store folder: full figures measured then, rebuild run now"
+    )
     p.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
     if not 0 < args.new_fraction < 1:
@@ -72,7 +76,9 @@ def _order_key(seed: int, name: str) -> str:
     return hashlib.sha256(f"{seed}\0{name}".encode()).hexdigest()
 
 
-def sample_files(archive: Path, tools: int, new_fraction: float, seed: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+def sample_files(
+    archive: Path, tools: int, new_fraction: float, seed: int
+) -> tuple[dict[str, bytes], dict[str, bytes]]:
     """(base, new) tool files {member path: bytes}, by API count, in a seeded hash order."""
     from toolweaver.ingest.files import iter_files
 
@@ -155,7 +161,13 @@ def full_build(args: argparse.Namespace, work: Path) -> tuple[Path, Path, dict[s
     catalog = work / "catalog"
     write_files(catalog, base)
     seconds, facts = timed_build(Store(work / "store"), catalog, args.device)
-    figures = {"seconds": seconds, "facts": facts, "base_files": len(base), "new_file_count": len(new), "source": "measured now"}
+    figures = {
+        "seconds": seconds,
+        "facts": facts,
+        "base_files": len(base),
+        "new_file_count": len(new),
+        "source": "measured now",
+    }
     if args.keep_store is not None:
         args.keep_store.mkdir(parents=True, exist_ok=True)
         shutil.copytree(work / "store", args.keep_store / "store", dirs_exist_ok=True)
@@ -204,13 +216,20 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(figures: dict[str, Any]) -> None:
     full, rebuild = figures["full_build"]["seconds"], figures["rebuild"]["seconds"]
     ff, rf = figures["full_build"]["facts"], figures["rebuild"]["facts"]
-    print(f"base catalog {ff['tools']} tools, +{figures['new_tools']} new; full build {figures['full_build']['source']}")
+    print(
+        f"base catalog {ff['tools']} tools, +{figures['new_tools']} new; full build {figures['full_build']['source']}"
+    )
     print(f"{'phase':<10} {'full_s':>10} {'rebuild_s':>10} {'ratio':>8}")
     for phase in PHASES:
         print(f"{phase:<10} {full[phase]:>10.1f} {rebuild[phase]:>10.1f} {rebuild[phase] / full[phase]:>8.1%}")
-    print(f"{'total':<10} {figures['full_s']:>10.1f} {figures['rebuild_s']:>10.1f} {figures['rebuild_over_full']:>8.1%}  (goal <= 5%)")
-    print(f"embedded: full {ff['embedded']}, rebuild {rf['embedded']}; codes: rebuild {rf['codes_mode']} "
-          f"+{rf['new_codes']}, old codes changed {figures['old_codes_changed']}")
+    print(
+        f"{'total':<10} {figures['full_s']:>10.1f} {figures['rebuild_s']:>10.1f} "
+        f"{figures['rebuild_over_full']:>8.1%}  (goal <= 5%)"
+    )
+    print(
+        f"embedded: full {ff['embedded']}, rebuild {rf['embedded']}; codes: rebuild {rf['codes_mode']} "
+        f"+{rf['new_codes']}, old codes changed {figures['old_codes_changed']}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,23 +29,23 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import logging
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from toolweaver.codes import (  # noqa: E402
+from toolweaver.codes import (
     CoUsageEdges,
     RQVAEConfig,
     assign_codes,
@@ -104,9 +104,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, CoUsageEdges | No
     edges = None
     if args.edges is not None:
         with np.load(args.edges) as g:
-            edges = CoUsageEdges(
-                g["src"].astype(np.int64), g["dst"].astype(np.int64), g["weight"].astype(np.float32)
-            )
+            edges = CoUsageEdges(g["src"].astype(np.int64), g["dst"].astype(np.int64), g["weight"].astype(np.float32))
     return x, edges
 
 
@@ -188,8 +186,10 @@ def print_epoch(m: dict[str, Any]) -> None:
 
 
 def print_summary(runs: list[dict[str, Any]], k: int) -> None:
-    print("\n| seed | lambda | device | wall s | epoch s | peak RSS MiB | CUDA MiB | collision before | "
-          f"unique | util L1/L2 | align co-used | align random | lift | recall@{k} |")
+    print(
+        "\n| seed | lambda | device | wall s | epoch s | peak RSS MiB | CUDA MiB | collision before | "
+        f"unique | util L1/L2 | align co-used | align random | lift | recall@{k} |"
+    )
     print("|" + "---|" * 14)
     for r in runs:
         m = r["metrics"]
@@ -236,7 +236,10 @@ def aggregate(runs: list[dict[str, Any]], k: int) -> dict[str, Any]:
                 "recall_relative_drop": recall_drop,
                 "recall_ok (<= 2%)": recall_drop <= 0.02,
             }
-    return {"by_lambda": {str(k_): v for k_, v in by_lambda.items()}, "checks": {str(k_): v for k_, v in checks.items()}}
+    return {
+        "by_lambda": {str(k_): v for k_, v in by_lambda.items()},
+        "checks": {str(k_): v for k_, v in checks.items()},
+    }
 
 
 def print_aggregate(agg: dict[str, Any]) -> None:
@@ -245,8 +248,12 @@ def print_aggregate(agg: dict[str, Any]) -> None:
         for name, (mean, std) in stats.items():
             print(f"| {lam} | {name} | {mean:.4f} | {std:.4f} |")
     for lam, check in agg["checks"].items():
-        print(f"lambda={lam} vs 0: " + ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else
-                                                  f"{key}={value}" for key, value in check.items()))
+        print(
+            f"lambda={lam} vs 0: "
+            + ", ".join(
+                f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in check.items()
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     base = RQVAEConfig(**overrides)
     lambdas = args.lambdas if args.lambdas is not None else [base.lambda_cousage]
-    print(f"tools={len(x)} dim={x.shape[1]} edges={0 if edges is None else len(edges)} "
-          f"torch={torch.__version__} threads={torch.get_num_threads()} device={resolve_device(base.device)}")
+    print(
+        f"tools={len(x)} dim={x.shape[1]} edges={0 if edges is None else len(edges)} "
+        f"torch={torch.__version__} threads={torch.get_num_threads()} device={resolve_device(base.device)}"
+    )
     runs = []
     for lam in lambdas:
         for seed in args.seeds:

@@ -31,7 +31,9 @@ def tokenize_flow(plan: T.BuildPlan, ingested: StageResult) -> tuple[StageResult
     # Each stage is keyed on exactly the tables it reads.
     embedded = T.run_stage(T.embed, plan, upstream=(ingested.only("tools"),), config=plan.profile.tokenize.embed)
     cooccur = T.run_stage(T.cousage, plan, upstream=(ingested.only("qrels", "trajectories"),))
-    coded = T.run_stage(T.codes, plan, upstream=(ingested.only("tools"), embedded, cooccur), config=plan.profile.tokenize)
+    coded = T.run_stage(
+        T.codes, plan, upstream=(ingested.only("tools"), embedded, cooccur), config=plan.profile.tokenize
+    )
     return (embedded, cooccur, coded)
 
 
@@ -44,7 +46,15 @@ def align_flow(plan: T.BuildPlan, ingested: StageResult, coded: StageResult) -> 
     for stage in plan.profile.finetune.stages:
         init = tuned[-1] if tuned else None
         tuned.append(
-            T.run_stage(T.finetune[stage], plan, stage=stage, examples=examples, init=init, config=plan.profile.finetune, update=plan.update)
+            T.run_stage(
+                T.finetune[stage],
+                plan,
+                stage=stage,
+                examples=examples,
+                init=init,
+                config=plan.profile.finetune,
+                update=plan.update,
+            )
         )
     return (examples, *tuned)
 
@@ -52,7 +62,11 @@ def align_flow(plan: T.BuildPlan, ingested: StageResult, coded: StageResult) -> 
 @flow(name="evaluate")
 def evaluate_flow(plan: T.BuildPlan, upstream: tuple[StageResult, ...], model: StageResult | None) -> StageResult:
     return T.run_stage(
-        T.evaluate, plan, upstream=upstream, datasets=plan.eval_datasets, config=plan.evaluate,
+        T.evaluate,
+        plan,
+        upstream=upstream,
+        datasets=plan.eval_datasets,
+        config=plan.evaluate,
         model=model if plan.profile.eval_llm else None,
     )
 
@@ -63,7 +77,7 @@ def summary_flow(plan: T.BuildPlan, upstream: tuple[StageResult, ...]) -> StageR
 
 
 @flow(name="build")
-def build(config: T.BuildConfig = T.BuildConfig()) -> T.BuildResult:
+def build(config: T.BuildConfig = T.BuildConfig()) -> T.BuildResult:  # noqa: B008 - Prefect reads the default
     """Build everything for `config` (see tasks/prefect_tasks.py: BuildConfig)."""
     plan = T.resolve_plan(config)
     ingested = ingest_flow(plan)

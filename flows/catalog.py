@@ -33,6 +33,6 @@ def watch_catalog(
 
 
 @flow(name="rebuild", flow_run_name="rebuild-catalog-{digest}")
-def rebuild(config: T.BuildConfig = T.BuildConfig(), digest: str | None = None) -> T.BuildResult:
+def rebuild(config: T.BuildConfig = T.BuildConfig(), digest: str | None = None) -> T.BuildResult:  # noqa: B008
     """Rebuild after a catalog change (`digest` = the event's new catalog digest, for the record)."""
     return build(config)

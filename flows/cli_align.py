@@ -33,11 +33,14 @@ def datasets(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the per-query split.")] = None,
     stage: Annotated[
-        list[str] | None, typer.Option("--stage", help="memorization | retrieval | trajectory (repeatable; default all).")
+        list[str] | None,
+        typer.Option("--stage", help="memorization | retrieval | trajectory (repeatable; default all)."),
     ] = None,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Build the fine-tuning examples (tables sft_examples, sft_rejects) from tools, codes, queries, qrels, trajectories."""
+    """Build the fine-tuning examples (tables sft_examples, sft_rejects).
+
+    From tools, codes, queries, qrels and trajectories."""
     setup_logging()
     import pyarrow as pa
 
@@ -96,7 +99,8 @@ def retrieve(
     import pyarrow as pa
 
     from storage import Store
-    from toolweaver.align.decode import DecodeConfig, retrieve as decode_retrieve, trie_for_codes
+    from toolweaver.align.decode import DecodeConfig, trie_for_codes
+    from toolweaver.align.decode import retrieve as decode_retrieve
     from toolweaver.align.models import load_checkpoint, resolve_device
 
     try:
@@ -126,7 +130,9 @@ def _pick_checkpoint(store, checkpoint_id: str | None) -> tuple[str, dict]:
     """(id, meta) of the named llm checkpoint, or of the most recently registered one."""
     rows = store.checkpoints(kind=LLM_KIND).to_pylist() if store.exists("checkpoints") else []
     if not rows:
-        raise FileNotFoundError(f"store {store.root} has no registered {LLM_KIND!r} checkpoint: run `toolweaver finetune`")
+        raise FileNotFoundError(
+            f"store {store.root} has no registered {LLM_KIND!r} checkpoint: run `toolweaver finetune`"
+        )
     if checkpoint_id is None:
         row = max(rows, key=lambda r: (r["created_at"], r["checkpoint_id"]))
     else:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 _MAX_CELL_CHARS = 60  # table format only; csv and json print values whole
 
 
-class OutputFormat(str, enum.Enum):
+class OutputFormat(enum.StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -72,11 +72,11 @@ class _CurrentStderrHandler(logging.StreamHandler):
     """
 
     @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
+    def stream(self):
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:  # noqa: ANN001
+    def stream(self, _value) -> None:
         pass
 
 

@@ -18,13 +18,13 @@ import typer
 from flows.cli_common import StoreOpt, fail, resolve_store, setup_logging
 
 
-class SettingChoice(str, enum.Enum):
+class SettingChoice(enum.StrEnum):
     in_domain = "in-domain"
     multi_domain = "multi-domain"
     both = "both"
 
 
-class EvalFormat(str, enum.Enum):
+class EvalFormat(enum.StrEnum):
     table = "table"
     json = "json"
 
@@ -33,32 +33,59 @@ def evaluate(
     store: StoreOpt = None,
     beir: Annotated[
         Path | None,
-        typer.Option("--beir", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): every split but train is evaluated.", exists=True, file_okay=False),
+        typer.Option(
+            "--beir",
+            help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): every split but train is evaluated.",
+            exists=True,
+            file_okay=False,
+        ),
     ] = None,
     dataset: Annotated[
         list[str] | None,
-        typer.Option("--dataset", help="An ingested query set: SOURCE or SOURCE/GROUP (repeatable), e.g. stabletoolbench."),
+        typer.Option(
+            "--dataset", help="An ingested query set: SOURCE or SOURCE/GROUP (repeatable), e.g. stabletoolbench."
+        ),
     ] = None,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: bm25,dense,toolretriever,atomic,toolweaver,toolweaver-l0,toolweaver-init-random.")] = "bm25,dense",
-    setting: Annotated[SettingChoice, typer.Option("--setting", help="Candidates: the set's own tools, the whole catalog, or both.")] = SettingChoice.both,
-    fmt: Annotated[EvalFormat, typer.Option("--format", help="table (markdown) or json (only a JSON array of rows on stdout).")] = EvalFormat.table,
-    report_dir: Annotated[Path | None, typer.Option("--report-dir", help="Write eval_report.md and eval_report.png here.")] = None,
+    methods: Annotated[
+        str,
+        typer.Option(
+            "--methods",
+            help="Comma-separated: bm25,dense,toolretriever,atomic,toolweaver,toolweaver-l0,toolweaver-init-random.",
+        ),
+    ] = "bm25,dense",
+    setting: Annotated[
+        SettingChoice, typer.Option("--setting", help="Candidates: the set's own tools, the whole catalog, or both.")
+    ] = SettingChoice.both,
+    fmt: Annotated[
+        EvalFormat, typer.Option("--format", help="table (markdown) or json (only a JSON array of rows on stdout).")
+    ] = EvalFormat.table,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Write eval_report.md and eval_report.png here.")
+    ] = None,
     checkpoint: Annotated[
         list[str] | None,
         typer.Option("--checkpoint", help="METHOD=CHECKPOINT_ID_OR_DIR for an LLM method (repeatable)."),
     ] = None,
-    toolretriever_steps: Annotated[int | None, typer.Option("--toolretriever-steps", min=1, help="Fine-tuning step budget of toolretriever (default: its config).")] = None,
+    toolretriever_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--toolretriever-steps", min=1, help="Fine-tuning step budget of toolretriever (default: its config)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out split and of toolretriever training.")] = 0,
-    no_ingest: Annotated[bool, typer.Option("--no-ingest", help="Do not ingest the --beir folder into the store.")] = False,
+    no_ingest: Annotated[
+        bool, typer.Option("--no-ingest", help="Do not ingest the --beir folder into the store.")
+    ] = False,
 ) -> None:
     """Evaluate retrieval methods; prints a table (or JSON rows) and appends them to `eval_results`."""
     setup_logging()
     from storage import Store
-    from tasks.evaluate import EvaluateConfig, evaluate as run_evaluate, resolve_checkpoints
+    from tasks.evaluate import EvaluateConfig, resolve_checkpoints
+    from tasks.evaluate import evaluate as run_evaluate
     from toolweaver.align.splits import SplitConfig
     from toolweaver.eval.methods import MethodsConfig, parse_method_ids
-    from toolweaver.eval.toolretriever import ToolRetrieverConfig
     from toolweaver.eval.report import markdown_table
+    from toolweaver.eval.toolretriever import ToolRetrieverConfig
 
     try:
         method_ids = parse_method_ids(methods)
@@ -79,7 +106,9 @@ def evaluate(
             ),
             ingest_beir=not no_ingest,
         )
-        rows, ref = run_evaluate(store_obj, config, beir=beir, datasets=dataset or [], report_dir=report_dir, command=command)
+        rows, ref = run_evaluate(
+            store_obj, config, beir=beir, datasets=dataset or [], report_dir=report_dir, command=command
+        )
     except (ValueError, KeyError, FileNotFoundError) as err:
         # Input problems (unknown dataset, missing checkpoint or codes): a message, not a traceback.
         raise fail(str(err)) from err
@@ -95,7 +124,13 @@ def vocab_report(
     store: StoreOpt = None,
     fmt: Annotated[EvalFormat, typer.Option("--format", help="table or json.")] = EvalFormat.table,
     toolgen_tokens: Annotated[
-        Path | None, typer.Option("--toolgen-tokens", help="ToolGen's virtual_tokens.txt, to print its count beside ours.", exists=True, dir_okay=False)
+        Path | None,
+        typer.Option(
+            "--toolgen-tokens",
+            help="ToolGen's virtual_tokens.txt, to print its count beside ours.",
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
 ) -> None:
     """Tokens added to the LLM vocabulary for the store's catalog: codes vs atomic (one per tool)."""

@@ -16,7 +16,7 @@ import typer
 from flows.cli_common import FormatOpt, OutputFormat, StoreOpt, emit, fail, resolve_store, setup_logging
 
 
-class Source(str, enum.Enum):
+class Source(enum.StrEnum):
     toolbench = "toolbench"
     stabletoolbench = "stabletoolbench"
     beir = "beir"
@@ -34,7 +34,9 @@ def ingest(
         typer.Option("--path", help="Folder or .tar.gz of the source (bfcl: default = the installed bfcl-eval data)."),
     ] = None,
     store: StoreOpt = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2, nothing written) if any record is quarantined.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 2, nothing written) if any record is quarantined.")
+    ] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Parse a tool-use dataset and merge it into the tools/queries/qrels/trajectories tables."""

@@ -13,7 +13,9 @@ ProfileOpt = Annotated[
     str,
     typer.Option("--profile", help="quick (CPU subset, ≤ 15 min on 2 cores), full (CUDA, whole catalog) or auto"),
 ]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="artifact store root (default $TOOLWEAVER_HOME or ./artifacts)")]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="artifact store root (default $TOOLWEAVER_HOME or ./artifacts)")
+]
 ForceOpt = Annotated[list[str] | None, typer.Option("--force", help="recompute this stage even if cached (repeatable)")]
 RetriesOpt = Annotated[int, typer.Option("--retries", min=0, help="retries per stage on failure")]
 

@@ -91,9 +91,16 @@ def tables(store: StoreOpt = None, fmt: FormatOpt = OutputFormat.table) -> None:
 
 def vacuum(
     store: StoreOpt = None,
-    keep_checkpoints: Annotated[int, typer.Option("--keep-checkpoints", min=1, help="Checkpoint folders kept per kind and stage (newest).")] = 2,
-    keep_versions: Annotated[int, typer.Option("--keep-versions", min=1, help="Newest versions of every table kept readable.")] = 1,
-    retention_hours: Annotated[float, typer.Option("--retention-hours", min=0, help="Keep files of superseded versions this long (0: delete now).")] = 168.0,
+    keep_checkpoints: Annotated[
+        int, typer.Option("--keep-checkpoints", min=1, help="Checkpoint folders kept per kind and stage (newest).")
+    ] = 2,
+    keep_versions: Annotated[
+        int, typer.Option("--keep-versions", min=1, help="Newest versions of every table kept readable.")
+    ] = 1,
+    retention_hours: Annotated[
+        float,
+        typer.Option("--retention-hours", min=0, help="Keep files of superseded versions this long (0: delete now)."),
+    ] = 168.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be deleted.")] = False,
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
@@ -107,7 +114,9 @@ def vacuum(
     root = resolve_store(store)
     if not root.is_dir():
         raise fail(f"no store at {root} (give --store DIR or set TOOLWEAVER_HOME)")
-    config = RetentionConfig(keep_checkpoints=keep_checkpoints, keep_versions=keep_versions, retention_hours=retention_hours)
+    config = RetentionConfig(
+        keep_checkpoints=keep_checkpoints, keep_versions=keep_versions, retention_hours=retention_hours
+    )
     report = retain(Store(root), config, dry_run=dry_run)
     pruned = report.pruned_checkpoints
     verb = "would prune" if dry_run else "pruned"

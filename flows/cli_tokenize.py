@@ -16,7 +16,7 @@ import typer
 from flows.cli_common import StoreOpt, fail, resolve_store, setup_logging
 
 
-class DeviceChoice(str, enum.Enum):
+class DeviceChoice(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -55,8 +55,13 @@ def tokenize(
     from tasks.tokenize import tokenize as run_tokenize
     from toolweaver.codes.embed import EmbedConfig
 
-    overrides = {"levels": levels, "codebook_size": codebook_size, "epochs": epochs,
-                 "lambda_cousage": lambda_cousage, "seed": seed}
+    overrides = {
+        "levels": levels,
+        "codebook_size": codebook_size,
+        "epochs": epochs,
+        "lambda_cousage": lambda_cousage,
+        "seed": seed,
+    }
     rqvae: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     rqvae["device"] = device.value
     embed = EmbedConfig(device=device.value, **({"model": model} if model else {}))
@@ -66,10 +71,14 @@ def tokenize(
         result = run_tokenize(Store(resolve_store(store)), cfg)
     except (ValueError, FileNotFoundError, KeyError) as err:
         raise fail(str(err)) from err
-    summary = {"mode": result.mode, "embedded": result.n_embedded, "new_codes": result.n_new_codes,
-               "codes_version": result.codes_version,
-               "tables": {name: ref.version for name, ref in result.refs.items() if ref is not None},
-               "metrics": result.metrics}
+    summary = {
+        "mode": result.mode,
+        "embedded": result.n_embedded,
+        "new_codes": result.n_new_codes,
+        "codes_version": result.codes_version,
+        "tables": {name: ref.version for name, ref in result.refs.items() if ref is not None},
+        "metrics": result.metrics,
+    }
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -16,7 +16,7 @@ import logging
 import re
 import shutil
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +82,7 @@ def register(
             "run_id": run_id,
             "config_hash": config_hash,
             "meta": meta_json,
-            "created_at": datetime.now(timezone.utc),
+            "created_at": datetime.now(UTC),
         }
         store.write(
             TABLE,

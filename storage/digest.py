@@ -26,9 +26,7 @@ _PARQUET_TAIL_BYTES = 8  # 4-byte footer length + b"PAR1"
 
 def schema_text(schema: pa.Schema) -> str:
     """Names, types and nullability of `schema`, one field per line, no metadata."""
-    return "\n".join(
-        f"{f.name}: {f.type}{'' if f.nullable else ' not null'}" for f in schema.remove_metadata()
-    )
+    return "\n".join(f"{f.name}: {f.type}{'' if f.nullable else ' not null'}" for f in schema.remove_metadata())
 
 
 def table_digest(data: pa.Table) -> str:

@@ -16,7 +16,7 @@ import logging
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,7 @@ def code_version() -> str:
 def _git(repo: Path, *args: str) -> str | None:
     # No git or not a checkout is normal for installed copies: the version alone is used.
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
-        )
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError) as exc:
         log.debug("git %s failed in %s: %s", args[0], repo, exc)
         return None
@@ -119,7 +117,7 @@ def commit_metadata(record: LineageRecord, schema: pa.Schema, mode: str) -> dict
 
 def _parse_commit(table: str, entry: dict[str, Any]) -> VersionInfo:
     version = int(entry["version"])
-    committed_at = datetime.fromtimestamp(int(entry.get("timestamp", 0)) / 1000, tz=timezone.utc)
+    committed_at = datetime.fromtimestamp(int(entry.get("timestamp", 0)) / 1000, tz=UTC)
     raw = entry.get(METADATA_KEY)
     if raw is None:
         return VersionInfo(table, version, str(entry.get("operation")), committed_at, None, None, None)
@@ -136,9 +134,7 @@ def _parse_commit(table: str, entry: dict[str, Any]) -> VersionInfo:
         written_at=datetime.fromisoformat(payload["written_at"]),
     )
     schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(payload["schema"])))
-    return VersionInfo(
-        table, version, str(entry.get("operation")), committed_at, payload["mode"], record, schema
-    )
+    return VersionInfo(table, version, str(entry.get("operation")), committed_at, payload["mode"], record, schema)
 
 
 def history(table: str, path: Path, limit: int | None = None) -> list[VersionInfo]:

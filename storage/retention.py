@@ -62,7 +62,9 @@ class VacuumReport:
 def in_use_versions(store: Store, keep_last_versions: int = 1) -> dict[str, set[int]]:
     """{table: versions in use} (see module docstring)."""
     if keep_last_versions < 1:
-        raise ValueError(f"keep_last_versions must be >= 1 (the latest version is always in use), got {keep_last_versions}")
+        raise ValueError(
+            f"keep_last_versions must be >= 1 (the latest version is always in use), got {keep_last_versions}"
+        )
     keep: dict[str, set[int]] = defaultdict(set)
     for ref in store.tables():
         keep[ref.table].update(range(max(0, ref.version - keep_last_versions + 1), ref.version + 1))
@@ -119,7 +121,9 @@ def vacuum(
     return reports
 
 
-def _vacuum_table(store: Store, table: str, keep_versions: list[int], retention_hours: float, dry_run: bool) -> VacuumReport:
+def _vacuum_table(
+    store: Store, table: str, keep_versions: list[int], retention_hours: float, dry_run: bool
+) -> VacuumReport:
     path = store.table_path(table)
     delta = DeltaTable(str(path))
     # delta-rs takes whole hours; round down so that "0" really means "now".
@@ -138,8 +142,14 @@ def _vacuum_table(store: Store, table: str, keep_versions: list[int], retention_
             f.unlink(missing_ok=True)
     rel = tuple(sorted(f.relative_to(path).as_posix() for f in files))
     if rel:
-        log.info("%s: %s %d file(s), %d bytes; versions in use %s", table, "would delete" if dry_run else "deleted",
-                 len(rel), deleted_bytes, keep_versions)
+        log.info(
+            "%s: %s %d file(s), %d bytes; versions in use %s",
+            table,
+            "would delete" if dry_run else "deleted",
+            len(rel),
+            deleted_bytes,
+            keep_versions,
+        )
     return VacuumReport(table, delta.version() + 1, tuple(keep_versions), rel, deleted_bytes)
 
 
@@ -149,7 +159,9 @@ def _local_path(table_path: Path, candidate: str) -> Path:
     path = Path(unquote(parsed.path)) if parsed.scheme == "file" else table_path / unquote(candidate)
     resolved = path.resolve()
     if table_path.resolve() not in resolved.parents:
-        raise RuntimeError(f"vacuum candidate {candidate!r} is outside table folder {table_path}; refusing to delete it")
+        raise RuntimeError(
+            f"vacuum candidate {candidate!r} is outside table folder {table_path}; refusing to delete it"
+        )
     return resolved
 
 
@@ -181,5 +193,10 @@ def _prune_group(store: Store, rows: list[dict], keep_last: int, protected: set[
         if not dry_run:
             shutil.rmtree(store.root / row["path"])
         pruned.append(row["checkpoint_id"])
-        log.info("retention: %s checkpoint %s (%s)", "would delete" if dry_run else "deleted", row["checkpoint_id"], row["kind"])
+        log.info(
+            "retention: %s checkpoint %s (%s)",
+            "would delete" if dry_run else "deleted",
+            row["checkpoint_id"],
+            row["kind"],
+        )
     return pruned

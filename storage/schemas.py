@@ -160,8 +160,7 @@ def register_schema(name: str, schema: pa.Schema, *, replace: bool = False) -> p
     current = SCHEMAS.get(name)
     if current is not None and not current.equals(schema) and not replace:
         raise ValueError(
-            f"table {name!r} already has a different schema:\n{current}\n"
-            "pass replace=True to redeclare it"
+            f"table {name!r} already has a different schema:\n{current}\npass replace=True to redeclare it"
         )
     SCHEMAS[name] = schema
     return schema
@@ -215,15 +214,12 @@ def conform(table: str, data: pa.Table, schema: pa.Schema) -> pa.Table:
 def _cast_column(table: str, data: pa.Table, field: pa.Field) -> pa.ChunkedArray:
     column = data.column(field.name)
     if not field.nullable and column.null_count:
-        raise SchemaError(
-            f"table {table!r}: column {field.name!r} is not nullable but has {column.null_count} null(s)"
-        )
+        raise SchemaError(f"table {table!r}: column {field.name!r} is not nullable but has {column.null_count} null(s)")
     if column.type.equals(field.type):
         return column
     try:
         return column.cast(field.type, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise SchemaError(
-            f"table {table!r}: column {field.name!r} has type {column.type}, "
-            f"which does not cast to {field.type}: {exc}"
+            f"table {table!r}: column {field.name!r} has type {column.type}, which does not cast to {field.type}: {exc}"
         ) from exc

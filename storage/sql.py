@@ -42,9 +42,19 @@ _ST = duckdb.StatementType
 _READ_TYPES = frozenset({_ST.SELECT})
 _READ_PRAGMAS = frozenset(
     {
-        "table_info", "show", "show_tables", "show_tables_expanded", "database_list",
-        "database_size", "version", "platform", "functions", "storage_info",
-        "metadata_info", "collations", "user_agent",
+        "table_info",
+        "show",
+        "show_tables",
+        "show_tables_expanded",
+        "database_list",
+        "database_size",
+        "version",
+        "platform",
+        "functions",
+        "storage_info",
+        "metadata_info",
+        "collations",
+        "user_agent",
     }
 )
 _EXPLAIN_RE = re.compile(r"^\s*explain\s+(?:analy[sz]e\s+)?(.*)$", re.IGNORECASE | re.DOTALL)
@@ -117,12 +127,11 @@ def _all_history(root: Path, names: list[str]) -> dict[str, list[VersionInfo]]:
     return {n: history(n, root / "tables" / n) for n in names if n != LINEAGE}
 
 
-def _written_at(info: VersionInfo):  # noqa: ANN202 - datetime
+def _written_at(info: VersionInfo):
     return info.lineage.written_at if info.lineage is not None else info.committed_at
 
 
-def resolve_versions(names: list[str], as_of: AsOf,
-                     histories: dict[str, list[VersionInfo]]) -> dict[str, int | None]:
+def resolve_versions(names: list[str], as_of: AsOf, histories: dict[str, list[VersionInfo]]) -> dict[str, int | None]:
     """Version per table for `as_of` (None = latest); see the module docstring for the rule."""
     if as_of is None:
         return {n: None for n in names}
@@ -138,13 +147,17 @@ def resolve_versions(names: list[str], as_of: AsOf,
     return _versions_for_run(names, str(as_of), histories)
 
 
-def _versions_for_run(names: list[str], run_id: str,
-                      histories: dict[str, list[VersionInfo]]) -> dict[str, int | None]:
-    mine = [v for infos in histories.values() for v in infos
-            if v.lineage is not None and v.lineage.run_id == run_id]
+def _versions_for_run(names: list[str], run_id: str, histories: dict[str, list[VersionInfo]]) -> dict[str, int | None]:
+    mine = [v for infos in histories.values() for v in infos if v.lineage is not None and v.lineage.run_id == run_id]
     if not mine:
-        runs = sorted({v.lineage.run_id for infos in histories.values() for v in infos
-                       if v.lineage is not None and v.lineage.run_id})
+        runs = sorted(
+            {
+                v.lineage.run_id
+                for infos in histories.values()
+                for v in infos
+                if v.lineage is not None and v.lineage.run_id
+            }
+        )
         raise KeyError(f"run {run_id!r} wrote no table version; known runs: {runs[-20:]}")
     cutoff = max(v.lineage.written_at for v in mine)  # type: ignore[union-attr]
     chosen: dict[str, int | None] = {LINEAGE: None} if LINEAGE in names else {}
@@ -162,26 +175,27 @@ def history_table(histories: dict[str, list[VersionInfo]]) -> pa.Table:
     for name in sorted(histories):
         for info in sorted(histories[name], key=lambda v: v.version):
             rec = info.lineage
-            rows.append({
-                "table": name,
-                "version": info.version,
-                "digest": rec.digest if rec else "",
-                "rows": rec.rows if rec else -1,
-                "run_id": rec.run_id if rec else None,
-                "code_version": rec.code_version if rec else None,
-                "config_hash": rec.config_hash if rec else None,
-                "inputs": json.dumps([list(p) for p in rec.inputs]) if rec else None,
-                "written_at": _written_at(info),
-                "mode": info.mode,
-                "operation": info.operation,
-                "committed_at": info.committed_at,
-            })
+            rows.append(
+                {
+                    "table": name,
+                    "version": info.version,
+                    "digest": rec.digest if rec else "",
+                    "rows": rec.rows if rec else -1,
+                    "run_id": rec.run_id if rec else None,
+                    "code_version": rec.code_version if rec else None,
+                    "config_hash": rec.config_hash if rec else None,
+                    "inputs": json.dumps([list(p) for p in rec.inputs]) if rec else None,
+                    "written_at": _written_at(info),
+                    "mode": info.mode,
+                    "operation": info.operation,
+                    "committed_at": info.committed_at,
+                }
+            )
     return pa.Table.from_pylist(rows, schema=HISTORY_SCHEMA)
 
 
 # ------------------------------------------------------------------ connections
-def connect(root: str | Path | None = None, *, as_of: AsOf = None,
-            write: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(root: str | Path | None = None, *, as_of: AsOf = None, write: bool = False) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB connection with one view per table (see the module docstring).
 
     With write=False the connection also has no file-system access (no COPY TO, no

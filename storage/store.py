@@ -21,7 +21,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -76,9 +76,7 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         # Writes without an explicit run id belong to this Store's session, so that
         # `--as-of <run id>` also works for plain scripts and CLI commands.
-        self.run_id = str(run_id) if run_id else (
-            f"local-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        )
+        self.run_id = str(run_id) if run_id else (f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
 
     # ---------------------------------------------------------------- paths
     def table_path(self, table: str) -> Path:
@@ -126,9 +124,7 @@ class Store:
         names = sorted(p.name for p in base.iterdir() if DeltaTable.is_deltatable(str(p)))
         return [ref for ref in (self.latest(n) for n in names) if ref is not None]
 
-    def read(
-        self, table: str, version: int | None = None, columns: list[str] | None = None
-    ) -> pa.Table:
+    def read(self, table: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
         """Rows of `table` at `version` (latest when None), with the schema it was written with."""
         version, info = self._info_at(table, version)
         data = ordered_dataset(self.table_path(table), version).to_table(columns=columns)
@@ -206,7 +202,7 @@ class Store:
             code_version=code_version(),
             config_hash=config_hash,
             inputs=tuple((ref.table, ref.version) for ref in inputs),
-            written_at=datetime.now(timezone.utc),
+            written_at=datetime.now(UTC),
         )
         write_deltalake(
             str(path),
@@ -288,16 +284,14 @@ class Store:
             code_version=code_version(),
             config_hash="",
             inputs=(),
-            written_at=datetime.now(timezone.utc),
+            written_at=datetime.now(UTC),
         )
         write_deltalake(
             str(self.table_path(LINEAGE)),
             rows,
             mode="append",
             configuration=_TABLE_CONFIG if prev is None else None,
-            commit_properties=CommitProperties(
-                custom_metadata=commit_metadata(meta, SCHEMAS[LINEAGE], "append")
-            ),
+            commit_properties=CommitProperties(custom_metadata=commit_metadata(meta, SCHEMAS[LINEAGE], "append")),
             post_commithook_properties=_HOOKS,
         )
 
@@ -314,8 +308,13 @@ class Store:
     ) -> str:
         """Copy (or move) `src_dir` into <root>/checkpoints/<id>/ and record it; returns the id."""
         return _checkpoints.register(
-            self, kind, Path(src_dir), run_id=run_id or self.run_id, config_hash=config_hash,
-            meta=dict(meta or {}), move=move,
+            self,
+            kind,
+            Path(src_dir),
+            run_id=run_id or self.run_id,
+            config_hash=config_hash,
+            meta=dict(meta or {}),
+            move=move,
         )
 
     def checkpoint_path(self, checkpoint_id: str) -> Path:

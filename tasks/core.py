@@ -28,7 +28,6 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -204,7 +203,7 @@ def inputs_digest(inputs: Mapping[str, Any], ignore: Iterable[str] = NON_KEY_PAR
     return _sha256_json({k: value_digest(v) for k, v in sorted(inputs.items()) if k not in skip})
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _module_source_digest(module_name: str) -> str:
     import sys
 
@@ -308,7 +307,9 @@ def maybe_fail(stage: str, inject_failure: bool) -> None:
         raise InjectedFailure(f"failure injected in stage {stage!r} (RunOptions.fail_stage)")
 
 
-def result_of(stage: str, refs: Iterable[_TableRefLike], *, checkpoints: Sequence[str] = (), **facts: Any) -> StageResult:
+def result_of(
+    stage: str, refs: Iterable[_TableRefLike], *, checkpoints: Sequence[str] = (), **facts: Any
+) -> StageResult:
     """Build a StageResult from storage refs."""
     return StageResult(
         stage=stage,

@@ -112,6 +112,13 @@ def write_built(
     rejects = pa.Table.from_pylist(built.rejects, schema=SFT_REJECTS_SCHEMA)
     ex_ref = store.write(SFT_EXAMPLES, examples, run_id=run_id, config_hash=digest, inputs=inputs)
     rej_ref = store.write(SFT_REJECTS, rejects, run_id=run_id, config_hash=digest, inputs=inputs)
-    logger.info("wrote %s v%d (%d rows), %s v%d (%d rows)", ex_ref.table, ex_ref.version, ex_ref.rows,
-                rej_ref.table, rej_ref.version, rej_ref.rows)
+    logger.info(
+        "wrote %s v%d (%d rows), %s v%d (%d rows)",
+        ex_ref.table,
+        ex_ref.version,
+        ex_ref.rows,
+        rej_ref.table,
+        rej_ref.version,
+        rej_ref.rows,
+    )
     return ex_ref, rej_ref

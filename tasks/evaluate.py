@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,7 +64,8 @@ class EvaluateConfig(BaseModel):
     method_configs: MethodsConfig = MethodsConfig()
     ingest_beir: bool = Field(True, description="ingest a --beir folder into the store before evaluating")
     code_new_tools: bool = Field(
-        True, description="code-based LLM methods: give catalog tools without a code one (stable incremental assignment)"
+        True,
+        description="code-based LLM methods: give catalog tools without a code one (stable incremental assignment)",
     )
 
 
@@ -89,19 +90,35 @@ def beir_inputs(store: Store, path: Path, config: EvaluateConfig) -> tuple[Input
     return Inputs(catalog=catalog, train=inputs.train, eval_sets=inputs.eval_sets), versions, refs
 
 
-def store_inputs(store: Store, selector: str, config: EvaluateConfig) -> tuple[Inputs, dict[str, object], list[TableRef]]:
+def store_inputs(
+    store: Store, selector: str, config: EvaluateConfig
+) -> tuple[Inputs, dict[str, object], list[TableRef]]:
     """Inputs of an ingested query set: ``source`` or ``source/query_group`` (e.g. ``stabletoolbench/G1_tool``)."""
     missing = [t for t in INPUT_TABLES if not store.exists(t)]
     if missing:
-        raise FileNotFoundError(f"store {store.root} has no {missing} table(s); run `toolweaver ingest` first or use --beir DIR")
+        raise FileNotFoundError(
+            f"store {store.root} has no {missing} table(s); run `toolweaver ingest` first or use --beir DIR"
+        )
     source, _, group = selector.partition("/")
     refs = [store.latest(t) for t in INPUT_TABLES]
     tables = {ref.table: store.read(ref.table, version=ref.version).to_pylist() for ref in refs if ref is not None}
     variants_ref = store.latest("tool_doc_variants")
-    variants = store.read("tool_doc_variants", version=variants_ref.version, columns=["tool_id", "source", "origin"]).to_pylist() if variants_ref else []
+    variants = (
+        store.read(
+            "tool_doc_variants", version=variants_ref.version, columns=["tool_id", "source", "origin"]
+        ).to_pylist()
+        if variants_ref
+        else []
+    )
     inputs = build_from_records(
-        selector, tables["tools"], tables["queries"], tables["qrels"],
-        source=source, query_group=group or None, split_config=config.split, variants=variants,
+        selector,
+        tables["tools"],
+        tables["queries"],
+        tables["qrels"],
+        source=source,
+        query_group=group or None,
+        split_config=config.split,
+        variants=variants,
     )
     used = [r for r in (*refs, variants_ref) if r is not None]
     return inputs, _versions(used), used
@@ -128,7 +145,9 @@ def _ref_at(store: Store, table: str, version: int) -> TableRef:
     return TableRef(table, version, "", store.read(table, version=version, columns=["tool_id"]).num_rows)
 
 
-def codes_of_version(store: Store, codes_version: str, table_version: int | None = None) -> tuple[dict[str, str], TableRef]:
+def codes_of_version(
+    store: Store, codes_version: str, table_version: int | None = None
+) -> tuple[dict[str, str], TableRef]:
     """tool_id -> code of tokenizer `codes_version`, read at `table_version` when given, else
     at the newest `codes` table version holding that codes version: the table holds one
     codes version at a time (a retokenisation, e.g. `tokenize --retrain --lambda 0`,
@@ -140,11 +159,18 @@ def codes_of_version(store: Store, codes_version: str, table_version: int | None
     candidates = [table_version] if table_version is not None else range(latest.version, -1, -1)
     for version in candidates:
         table = store.read("codes", version=version, columns=["tool_id", "code", "codes_version"]).to_pydict()
-        codes = {t: c for t, c, v in zip(table["tool_id"], table["code"], table["codes_version"], strict=True) if v == codes_version}
+        codes = {
+            t: c
+            for t, c, v in zip(table["tool_id"], table["code"], table["codes_version"], strict=True)
+            if v == codes_version
+        }
         if codes:
             return codes, _ref_at(store, "codes", version)
     where = f"version {table_version}" if table_version is not None else f"any of its versions 0..{latest.version}"
-    raise KeyError(f"the codes table holds no codes of {codes_version!r} in {where}; evaluate with the store the model was trained on")
+    raise KeyError(
+        f"the codes table holds no codes of {codes_version!r} in {where}; "
+        "evaluate with the store the model was trained on"
+    )
 
 
 def checkpoint_codes(store: Store, meta: Mapping[str, object]) -> MethodCodes:
@@ -159,7 +185,9 @@ def checkpoint_codes(store: Store, meta: Mapping[str, object]) -> MethodCodes:
     table_version = meta.get("codes_table_version")
     if tokens == "atomic":
         if table_version is None:
-            raise KeyError("atomic checkpoint meta has no 'codes_table_version': cannot tell which tools it has tokens for")
+            raise KeyError(
+                "atomic checkpoint meta has no 'codes_table_version': cannot tell which tools it has tokens for"
+            )
         codes, ref = codes_of_version(store, codes_version, int(table_version))
         return MethodCodes(atomic_tokens(codes), ref, codes_version, tokens)
     if tokens != "codes":
@@ -201,13 +229,17 @@ def _with_new_codes(store: Store, found: MethodCodes, missing: Sequence[str]) ->
         # The store's current codes: extend them in the store (appended rows, one version).
         result = assign_incremental(store, TokenizeConfig(embed=embed), found.codes_version)
         codes, ref = codes_of_version(store, found.codes_version)
-        logger.info("coded %d new tools with tokenizer %s (codes v%d)", result.n_new_codes, found.codes_version, ref.version)
+        logger.info(
+            "coded %d new tools with tokenizer %s (codes v%d)", result.n_new_codes, found.codes_version, ref.version
+        )
     else:
         # An older codes version (replaced by a retokenisation): extend it in memory only.
         codes, ref = {**found.codes, **_place_in_memory(store, found, missing, embed)}, found.ref
     still = sum(t not in codes for t in missing)
     if still:
-        logger.warning("%d catalog tools are not in the store's tools table and stay uncoded (ingest them first)", still)
+        logger.warning(
+            "%d catalog tools are not in the store's tools table and stay uncoded (ingest them first)", still
+        )
     return MethodCodes(codes, ref, found.codes_version, found.tokens)
 
 
@@ -226,7 +258,9 @@ def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], e
     existing = np.array([parse_code(c) for c in found.codes.values()], dtype=np.int64)
     levels = assign_new_codes(model, tool_vectors(store, tools, embed), existing, rq_cfg)
     ids = tools.column("tool_id").to_pylist()
-    logger.info("placed %d new tools in memory with tokenizer %s (not the store's current codes)", len(ids), found.codes_version)
+    logger.info(
+        "placed %d new tools in memory with tokenizer %s (not the store's current codes)", len(ids), found.codes_version
+    )
     return {t: format_code(row) for t, row in zip(ids, levels.tolist(), strict=True)}
 
 
@@ -236,7 +270,9 @@ def _embed_config(store: Store, codes_version: str):
 
     rows = [r for r in store.checkpoints(kind="rqvae").to_pylist() if r["checkpoint_id"] == codes_version]
     if not rows:
-        raise KeyError(f"codes {codes_version!r} name no registered tokenizer (rqvae checkpoint): new tools cannot be coded")
+        raise KeyError(
+            f"codes {codes_version!r} name no registered tokenizer (rqvae checkpoint): new tools cannot be coded"
+        )
     key = str(json.loads(rows[0]["meta"] or "{}").get("embed_model_key", ""))
     config = EmbedConfig(model=key.split("#", 1)[0], show_progress=False)
     if model_key(config) != key:
@@ -259,12 +295,16 @@ def run_methods(
     return rows
 
 
-def write_results(store: Store, rows: Sequence[EvalRow], inputs: Sequence[TableRef], config: EvaluateConfig) -> TableRef:
+def write_results(
+    store: Store, rows: Sequence[EvalRow], inputs: Sequence[TableRef], config: EvaluateConfig
+) -> TableRef:
     """Append the rows to ``eval_results`` as one new version."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     data = pa.Table.from_pylist([{**row.as_dict(), "evaluated_at": now} for row in rows], schema=EVAL_RESULTS_SCHEMA)
     config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
-    return store.write(TABLE, data, mode="append", config_hash=config_hash, inputs=list(inputs), schema=EVAL_RESULTS_SCHEMA)
+    return store.write(
+        TABLE, data, mode="append", config_hash=config_hash, inputs=list(inputs), schema=EVAL_RESULTS_SCHEMA
+    )
 
 
 def evaluate(
@@ -334,5 +374,7 @@ def store_vocabulary_report(store: Store) -> dict[str, object]:
     report = vocabulary_report(levels, n_levels, codebook_size).as_dict()
     n_catalog = store.latest("tools").rows if store.exists("tools") else len(levels)
     if n_catalog != len(levels):
-        logger.warning("%d tools in the catalog but %d have codes; the report counts the coded tools", n_catalog, len(levels))
+        logger.warning(
+            "%d tools in the catalog but %d have codes; the report counts the coded tools", n_catalog, len(levels)
+        )
     return {**report, "codebook_size_source": k_source, "catalog_tools": n_catalog}

@@ -40,8 +40,23 @@ from storage import Store, TableRef
 from storage.schemas import register_schema
 from toolweaver.align.atomic import TokenScheme, atomic_tokens, rewrite_codes
 from toolweaver.align.collate import encode_all
-from toolweaver.align.models import DEFAULT_MODEL, load_checkpoint, load_model_and_tokenizer, read_checkpoint_meta, resolve_device
-from toolweaver.align.train import STAGES, Stage, StepMetrics, TrainConfig, metrics_record, prepare_model, total_steps, train
+from toolweaver.align.models import (
+    DEFAULT_MODEL,
+    load_checkpoint,
+    load_model_and_tokenizer,
+    read_checkpoint_meta,
+    resolve_device,
+)
+from toolweaver.align.train import (
+    STAGES,
+    Stage,
+    StepMetrics,
+    TrainConfig,
+    metrics_record,
+    prepare_model,
+    total_steps,
+    train,
+)
 from toolweaver.align.vocab import VocabConfig, add_atomic_tokens, add_code_tokens
 
 logger = logging.getLogger(__name__)
@@ -87,7 +102,9 @@ class FinetuneConfig(BaseModel):
     @model_validator(mode="after")
     def _init_fits_tokens(self) -> FinetuneConfig:
         if self.tokens == "atomic" and self.vocab.init == "codebook":
-            raise ValueError("vocab init 'codebook' needs code levels: use init 'random' or 'mean' with tokens='atomic'")
+            raise ValueError(
+                "vocab init 'codebook' needs code levels: use init 'random' or 'mean' with tokens='atomic'"
+            )
         return self
 
     def stage_config(self, stage: Stage) -> TrainConfig:
@@ -107,7 +124,9 @@ class StageOutcome:
 # --------------------------------------------------------------------------- inputs
 
 
-def read_examples(store: Store, stage: Stage, split: str, table: str = SFT_EXAMPLES) -> tuple[list[list[dict]], TableRef]:
+def read_examples(
+    store: Store, stage: Stage, split: str, table: str = SFT_EXAMPLES
+) -> tuple[list[list[dict]], TableRef]:
     """Conversations of one stage and split from the latest `table` (by example_id)."""
     ref = store.latest(table)
     if ref is None:
@@ -144,7 +163,9 @@ def read_codes(store: Store) -> CodesInput:
     ref = store.latest("codes")
     if ref is None:
         raise FileNotFoundError(f"store {store.root} has no codes table: run the codes stage first")
-    table = store.read("codes", version=ref.version, columns=["tool_id", "levels", "code", "codes_version"]).sort_by("tool_id")
+    table = store.read("codes", version=ref.version, columns=["tool_id", "levels", "code", "codes_version"]).sort_by(
+        "tool_id"
+    )
     versions = sorted(set(table.column("codes_version").to_pylist()))
     if len(versions) != 1:
         raise ValueError(f"codes v{ref.version} mixes codes versions {versions}; a model is trained on exactly one")
@@ -193,7 +214,9 @@ def apply_retention(store: Store, stage: Stage, config_hash: str, keep_last: int
         logger.info("retention: removed checkpoint %s (stage %s, step %d)", checkpoint_id, stage, step)
 
 
-def _flush_metrics(store: Store, rows: list[dict], inputs: Sequence[TableRef], config_hash: str, run_id: str) -> TableRef | None:
+def _flush_metrics(
+    store: Store, rows: list[dict], inputs: Sequence[TableRef], config_hash: str, run_id: str
+) -> TableRef | None:
     if not rows:
         return store.latest(TRAIN_METRICS)
     ref = store.write(
@@ -270,7 +293,12 @@ def _start_model(store: Store, config: FinetuneConfig, init: str | None, codes: 
         else:
             extra = _codebook_init_inputs(store, codes) if config.vocab.init == "codebook" else {}
             add_code_tokens(
-                tokenizer, model, n_levels=codes.n_levels, codebook_size=_codebook_size(store, codes), config=config.vocab, **extra
+                tokenizer,
+                model,
+                n_levels=codes.n_levels,
+                codebook_size=_codebook_size(store, codes),
+                config=config.vocab,
+                **extra,
             )
     new_ids = list(range(old_size, model.get_input_embeddings().weight.shape[0]))
     return model, tokenizer, new_ids
@@ -321,10 +349,14 @@ def finetune_stage(
     model = prepare_model(model, new_ids, train_config)
     examples = encode_all(tokenizer, conversations, max_length=train_config.max_length)
     meta = {
-        "stage": stage, "base_model": config.model, "init": init or "base", "tokens": config.tokens,
+        "stage": stage,
+        "base_model": config.model,
+        "init": init or "base",
+        "tokens": config.tokens,
         # The codes the model emits (codes) or whose tools it has tokens for (atomic):
         # tokenizer id + the `codes` table version, so evaluation decodes with exactly these.
-        "codes_version": codes.codes_version, "codes_table_version": codes.ref.version,
+        "codes_version": codes.codes_version,
+        "codes_table_version": codes.ref.version,
         "vocab_init": _vocab_init(store, init, config),
     }
 
@@ -363,10 +395,14 @@ def finetune_stage(
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return StageOutcome(stage, registered[result.steps], result.steps, resume[0] if resume else 0, result.tokens_per_s, metrics_ref[0])
+    return StageOutcome(
+        stage, registered[result.steps], result.steps, resume[0] if resume else 0, result.tokens_per_s, metrics_ref[0]
+    )
 
 
-def finetune(store: Store, config: FinetuneConfig, *, init: str | None = None, run_id: str = "local") -> list[StageOutcome]:
+def finetune(
+    store: Store, config: FinetuneConfig, *, init: str | None = None, run_id: str = "local"
+) -> list[StageOutcome]:
     """Every configured stage in order, each starting from the previous stage's final checkpoint."""
     outcomes = []
     for stage in config.stages:

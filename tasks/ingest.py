@@ -52,7 +52,9 @@ class QuarantineError(RuntimeError):
     """`strict=True` and the parser quarantined records; nothing was written."""
 
 
-def ingest(store: Store, source: str, path: Path | None, *, strict: bool = False, run_id: str | None = None) -> dict[str, Any]:
+def ingest(
+    store: Store, source: str, path: Path | None, *, strict: bool = False, run_id: str | None = None
+) -> dict[str, Any]:
     """Ingest `source` from `path` into `store`; return a summary (counts, quarantine reasons, refs).
 
     Raises QuarantineError (before writing anything) when `strict` and a record was quarantined.
@@ -68,7 +70,9 @@ def ingest(store: Store, source: str, path: Path | None, *, strict: bool = False
         )
     inputs = [ref for ref in (store.latest(t) for t in TABLES) if ref is not None]
     config_hash = hashlib.sha256(json.dumps({"stage": "ingest", "source": source}).encode()).hexdigest()
-    refs = {t: store.write(t, to_arrow(t, rows[t]), run_id=run_id, config_hash=config_hash, inputs=inputs) for t in TABLES}
+    refs = {
+        t: store.write(t, to_arrow(t, rows[t]), run_id=run_id, config_hash=config_hash, inputs=inputs) for t in TABLES
+    }
     summary = {
         "source": source,
         "path": None if path is None else str(path),
@@ -99,7 +103,9 @@ def _merge_with_store(
         return src == source and locator.split("#", 1)[0] in result.files
 
     stored_docs = [*stored["tools"], *map(variant_to_tool, stored["tool_doc_variants"])]
-    tools, variants = merge_tools([*(t for t in stored_docs if not from_these_files(t.source, t.origin)), *result.tools])
+    tools, variants = merge_tools(
+        [*(t for t in stored_docs if not from_these_files(t.source, t.origin)), *result.tools]
+    )
 
     new_qids = {q.query_id for q in result.queries} | {q.query_id for q in result.qrels}
     queries = merge_queries([*(q for q in stored["queries"] if q.query_id not in new_qids), *result.queries])
@@ -143,8 +149,12 @@ def ingest_source(store: Store, source: str, path: Path | None) -> list[TableRef
 # ---------------------------------------------------------------- Arrow <-> records
 
 _RECORD_TYPES: dict[str, type] = {
-    "tools": ToolRecord, "tool_doc_variants": VariantRecord, "queries": QueryRecord,
-    "qrels": QrelRecord, "trajectories": TrajectoryRecord, "quarantine": QuarantineRecord,
+    "tools": ToolRecord,
+    "tool_doc_variants": VariantRecord,
+    "queries": QueryRecord,
+    "qrels": QrelRecord,
+    "trajectories": TrajectoryRecord,
+    "quarantine": QuarantineRecord,
 }
 
 

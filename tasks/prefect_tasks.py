@@ -27,6 +27,12 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks import datasets as datasets_stage
+from tasks import evaluate as evaluate_stage
+from tasks import finetune as finetune_stage
+from tasks import ingest as ingest_stage
+from tasks import tokenize as tokenize_stage
+from tasks import update as update_stage
 from tasks.core import (
     SourceSpec,
     StageResult,
@@ -37,22 +43,16 @@ from tasks.core import (
     result_of,
     stage_task,
 )
-from tasks import datasets as datasets_stage
-from tasks import evaluate as evaluate_stage
-from tasks import finetune as finetune_stage
-from tasks import ingest as ingest_stage
-from tasks import tokenize as tokenize_stage
 from tasks.evaluate import EvaluateConfig
 from tasks.finetune import FinetuneConfig
+from tasks.profiles import BfclSubset, Profile, resolve_profile, write_bfcl_subset
 from tasks.retention import RetentionConfig, RetentionReport, retain
-from tasks import update as update_stage
-from tasks.update import UpdateConfig
 from tasks.tokenize import TokenizeConfig
+from tasks.update import UpdateConfig
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.train import STAGES as FINETUNE_STAGES
 from toolweaver.align.train import Stage
 from toolweaver.codes.embed import EmbedConfig
-from tasks.profiles import BfclSubset, Profile, resolve_profile, write_bfcl_subset
 from toolweaver.eval.dense import DenseConfig
 from toolweaver.eval.methods import MethodsConfig
 from toolweaver.eval.report import markdown_table
@@ -187,6 +187,7 @@ def evaluate_config(profile: Profile) -> EvaluateConfig:
 
 def _open_store(store: str) -> Any:
     from prefect.runtime import flow_run
+
     from storage import Store
 
     # The flow run id goes into every lineage row this stage writes.
@@ -217,7 +218,9 @@ def _profile_cut(store: str, src: SourceSpec, subset: BfclSubset | None) -> Path
     return write_bfcl_subset(src.path, Path(store) / "sources" / f"bfcl-subset-{tag}", subset)
 
 
-def _embed(store: str, upstream: tuple[StageResult, ...], config: EmbedConfig, inject_failure: bool = False) -> StageResult:
+def _embed(
+    store: str, upstream: tuple[StageResult, ...], config: EmbedConfig, inject_failure: bool = False
+) -> StageResult:
     """Embed the `tools` docs that have no vector under this model yet (only new docs)."""
     maybe_fail("embed", inject_failure)
     ref, n_embedded = tokenize_stage.embed_tools(_open_store(store), config)
@@ -230,7 +233,9 @@ def _cousage(store: str, upstream: tuple[StageResult, ...], inject_failure: bool
     return result_of("cousage", [tokenize_stage.build_cousage(_open_store(store))])
 
 
-def _codes(store: str, upstream: tuple[StageResult, ...], config: TokenizeConfig, inject_failure: bool = False) -> StageResult:
+def _codes(
+    store: str, upstream: tuple[StageResult, ...], config: TokenizeConfig, inject_failure: bool = False
+) -> StageResult:
     """Train the RQ-VAE and assign unique codes; with existing codes, place only new tools."""
     maybe_fail("codes", inject_failure)
     result = tokenize_stage.tokenize(_open_store(store), config)
@@ -239,13 +244,17 @@ def _codes(store: str, upstream: tuple[StageResult, ...], config: TokenizeConfig
     return result_of("codes", result.refs.values(), checkpoints=[result.codes_version], **facts)
 
 
-def _datasets(store: str, upstream: tuple[StageResult, ...], config: DatasetConfig, inject_failure: bool = False) -> StageResult:
+def _datasets(
+    store: str, upstream: tuple[StageResult, ...], config: DatasetConfig, inject_failure: bool = False
+) -> StageResult:
     """ShareGPT examples (memorization, retrieval, trajectory) -> `sft_examples`, `sft_rejects`."""
     maybe_fail("datasets", inject_failure)
     from prefect.runtime import flow_run
 
     built = datasets_stage.build_datasets_stage(_open_store(store), config, run_id=flow_run.id)
-    return result_of("datasets", [built.examples, built.rejects], **{f"examples.{k}": v for k, v in built.counts.items()})
+    return result_of(
+        "datasets", [built.examples, built.rejects], **{f"examples.{k}": v for k, v in built.counts.items()}
+    )
 
 
 def _finetune(
@@ -298,14 +307,22 @@ def _stage_start(
     if init is not None:
         update_from = init.facts.get("update_from")
         table = update_stage.SFT_UPDATE if update_from else finetune_stage.SFT_EXAMPLES
-        return (init.checkpoints[-1] if init.checkpoints else None), table, ({"update_from": update_from} if update_from else {})
+        return (
+            (init.checkpoints[-1] if init.checkpoints else None),
+            table,
+            ({"update_from": update_from} if update_from else {}),
+        )
     previous = update_stage.previous_model(st, config.stages[-1], config.model) if update.enabled else None
     new_codes = update_stage.new_tool_codes(st, previous.known_tools) if previous else {}
     if previous is None or not new_codes:
         return None, finetune_stage.SFT_EXAMPLES, {}
     _, counts = update_stage.write_update_examples(st, new_codes, update, run_id=run_id)
     logger.info("finetune-%s: %d new tools, continuing %s (%s)", stage, len(new_codes), previous.checkpoint_id, counts)
-    return previous.checkpoint_id, update_stage.SFT_UPDATE, {"update_from": previous.checkpoint_id, "new_tools": len(new_codes), **counts}
+    return (
+        previous.checkpoint_id,
+        update_stage.SFT_UPDATE,
+        {"update_from": previous.checkpoint_id, "new_tools": len(new_codes), **counts},
+    )
 
 
 def _evaluate(
@@ -331,7 +348,9 @@ def _evaluate(
     )
     table = markdown_table([row.as_dict() for row in rows])
     create_markdown_artifact(markdown=table, key="toolweaver-eval", description="Evaluation: ToolWeaver vs baselines")
-    create_table_artifact(table=[row.as_dict() for row in rows], key="toolweaver-eval-rows", description="eval_results rows")
+    create_table_artifact(
+        table=[row.as_dict() for row in rows], key="toolweaver-eval-rows", description="eval_results rows"
+    )
     headline = {
         f"{r.dataset}.{r.method}.{r.setting}.{r.convention}.{r.metric}": round(r.value, 4)
         for r in rows
@@ -369,9 +388,19 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(name="embed", outputs=("embeddings",), fn=_embed, code=(tokenize_stage.embed_tools,)),
     StageSpec(name="cousage", outputs=("cousage",), fn=_cousage, code=(tokenize_stage.build_cousage,)),
     StageSpec(name="codes", outputs=("codes",), fn=_codes, code=(tokenize_stage.tokenize,)),
-    StageSpec(name="datasets", outputs=(datasets_stage.SFT_EXAMPLES,), fn=_datasets, code=(datasets_stage.build_datasets_stage,)),
+    StageSpec(
+        name="datasets",
+        outputs=(datasets_stage.SFT_EXAMPLES,),
+        fn=_datasets,
+        code=(datasets_stage.build_datasets_stage,),
+    ),
     *(
-        StageSpec(name=f"finetune-{stage}", outputs=(finetune_stage.TRAIN_METRICS,), fn=_finetune, code=(finetune_stage.finetune_stage, update_stage.write_update_examples))
+        StageSpec(
+            name=f"finetune-{stage}",
+            outputs=(finetune_stage.TRAIN_METRICS,),
+            fn=_finetune,
+            code=(finetune_stage.finetune_stage, update_stage.write_update_examples),
+        )
         for stage in FINETUNE_STAGES
     ),
     StageSpec(name="evaluate", outputs=(evaluate_stage.TABLE,), fn=_evaluate, code=(evaluate_stage.evaluate,)),
@@ -455,7 +484,9 @@ def summary_markdown(plan: BuildPlan, stages: Sequence[StageResult]) -> str:
 @task(name="report", cache_policy=NO_CACHE, persist_result=False)
 def report(plan: BuildPlan, stages: tuple[StageResult, ...]) -> BuildResult:
     """Markdown run summary as a Prefect artifact; not cached (it writes no table)."""
-    markdown = summary_markdown(plan, stages) + "".join(_eval_table(plan.store, r) for r in stages if r.stage == "evaluate")
+    markdown = summary_markdown(plan, stages) + "".join(
+        _eval_table(plan.store, r) for r in stages if r.stage == "evaluate"
+    )
     create_markdown_artifact(markdown=markdown, key="toolweaver-build-summary", description="ToolWeaver build summary")
     return BuildResult(profile=plan.profile.name, store=plan.store, stages=stages, summary_markdown=markdown)
 
@@ -467,7 +498,9 @@ def retention(plan: BuildPlan) -> RetentionReport | None:
         return None
     report = retain(_open_store(plan.store), plan.retention)
     rows = [t.model_dump(mode="json") | {"kept_versions": ",".join(map(str, t.kept_versions))} for t in report.tables]
-    create_table_artifact(table=rows, key="toolweaver-retention", description=f"retention: pruned {list(report.pruned_checkpoints)}")
+    create_table_artifact(
+        table=rows, key="toolweaver-retention", description=f"retention: pruned {list(report.pruned_checkpoints)}"
+    )
     return report
 
 
@@ -494,7 +527,9 @@ class ProgressArtifact:
         try:
             self._id = create_progress_artifact(progress=0.0, key=key, description=description)
         except Exception as exc:  # noqa: BLE001 - reporting must not kill training; say so loudly
-            logger.warning("progress artifact unavailable (%s: %s); progress goes to the log only", type(exc).__name__, exc)
+            logger.warning(
+                "progress artifact unavailable (%s: %s); progress goes to the log only", type(exc).__name__, exc
+            )
 
     def update(self, done: int) -> None:
         pct = 100.0 * min(done, self.total) / self.total
@@ -559,8 +594,9 @@ def emit_if_changed(
 
     The last digest lives in a Prefect Variable named after the watched sources, so
     the sensor is stateless between runs. The payload carries the digest, the resolved
-    sources, the build profile and the store: the `on-catalog-change` trigger rebuilds with them. The first observation counts as a change:
-    the rebuild it triggers is all cache hits when a build already ran on this data.
+    sources, the build profile and the store: the `on-catalog-change` trigger rebuilds
+    with them. The first observation counts as a change: the rebuild it triggers is all
+    cache hits when a build already ran on this data.
     """
     from prefect.events import emit_event
     from prefect.variables import Variable

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 _BFCL_PREFIX = "BFCL_v4_"
 
 
-
 class Profile(BaseModel):
     """What a build profile fixes: device, how much of the embedded BFCL data, and each
     stage's config. Stage configs default to their own schema defaults."""
@@ -83,14 +82,18 @@ QUICK = Profile(
     bfcl_categories=("simple_python", "multi_turn_base"),
     bfcl_max_questions=100,
     tokenize=TokenizeConfig(embed=EmbedConfig(device="cpu", show_progress=False), rqvae={"device": "cpu"}),
-    finetune=FinetuneConfig(stages=("memorization",), train=TrainConfig(max_steps=40, batch_size=8, save_every=10, device="cpu")),
+    finetune=FinetuneConfig(
+        stages=("memorization",), train=TrainConfig(max_steps=40, batch_size=8, save_every=10, device="cpu")
+    ),
 )
 FULL = Profile(
     name="full",
     device="cuda",
     description="CUDA: all of BFCL (≈ 1.9k tools, 3.3k queries), MiniLM, SmolLM2-135M memorization (3 epochs, bf16)",
     tokenize=TokenizeConfig(embed=EmbedConfig(device="cuda", show_progress=False), rqvae={"device": "cuda"}),
-    finetune=FinetuneConfig(stages=("memorization",), train=TrainConfig(epochs=3, batch_size=32, save_every=200, device="cuda")),
+    finetune=FinetuneConfig(
+        stages=("memorization",), train=TrainConfig(epochs=3, batch_size=32, save_every=200, device="cuda")
+    ),
 )
 PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, FULL)}
 

@@ -23,10 +23,16 @@ class RetentionConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    keep_checkpoints: int = Field(default=2, ge=1, description="checkpoint folders kept per kind and stage (newest first)")
-    keep_versions: int = Field(default=1, ge=1, description="newest versions of every table kept readable (besides those lineage marks in use)")
+    keep_checkpoints: int = Field(
+        default=2, ge=1, description="checkpoint folders kept per kind and stage (newest first)"
+    )
+    keep_versions: int = Field(
+        default=1, ge=1, description="newest versions of every table kept readable (besides those lineage marks in use)"
+    )
     retention_hours: float = Field(
-        default=168.0, ge=0, description="files of superseded versions are kept this long (time for open readers); 0 = delete now"
+        default=168.0,
+        ge=0,
+        description="files of superseded versions are kept this long (time for open readers); 0 = delete now",
     )
 
 
@@ -43,8 +49,13 @@ class TableVacuum(BaseModel):
 
     @classmethod
     def of(cls, report: VacuumReport) -> TableVacuum:
-        return cls(table=report.table, versions=report.versions, kept_versions=report.kept_versions,
-                   deleted_files=len(report.deleted_files), deleted_bytes=report.deleted_bytes)
+        return cls(
+            table=report.table,
+            versions=report.versions,
+            kept_versions=report.kept_versions,
+            deleted_files=len(report.deleted_files),
+            deleted_bytes=report.deleted_bytes,
+        )
 
 
 class RetentionReport(BaseModel):
@@ -76,8 +87,15 @@ def protected_checkpoints(store: Store) -> set[str]:
 def retain(store: Store, config: RetentionConfig, *, dry_run: bool = False) -> RetentionReport:
     """Prune checkpoints first (their runs then no longer hold table versions in use), then vacuum."""
     pruned = prune_checkpoints(store, config.keep_checkpoints, protect=protected_checkpoints(store), dry_run=dry_run)
-    reports = vacuum(store, retention_hours=config.retention_hours, keep_last_versions=config.keep_versions, dry_run=dry_run)
+    reports = vacuum(
+        store, retention_hours=config.retention_hours, keep_last_versions=config.keep_versions, dry_run=dry_run
+    )
     report = RetentionReport(pruned_checkpoints=tuple(pruned), tables=tuple(map(TableVacuum.of, reports)))
-    logger.info("retention (%s): %d checkpoint(s) pruned, %d file(s) / %d bytes deleted",
-                "dry run" if dry_run else "applied", len(pruned), report.deleted_files, report.deleted_bytes)
+    logger.info(
+        "retention (%s): %d checkpoint(s) pruned, %d file(s) / %d bytes deleted",
+        "dry run" if dry_run else "applied",
+        len(pruned),
+        report.deleted_files,
+        report.deleted_bytes,
+    )
     return report

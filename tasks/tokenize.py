@@ -208,7 +208,7 @@ def embed_tools(store: Store, cfg: EmbedConfig, *, embedder: Embedder | None = N
     # Written chunk by chunk: an interrupted run (the full catalog takes minutes on CPU)
     # keeps what it embedded, and the next run embeds only the rest.
     for start in range(0, len(todo), EMBED_WRITE_ROWS):
-        chunk = todo[start:start + EMBED_WRITE_ROWS]
+        chunk = todo[start : start + EMBED_WRITE_ROWS]
         vectors = embed([render_doc(records[first_row[h]], cfg.template) for h in chunk])
         if vectors.shape[0] != len(chunk):
             raise ValueError(f"embedder returned {vectors.shape[0]} vectors for {len(chunk)} docs")
@@ -241,11 +241,17 @@ def _append_vectors(store: Store, key: str, hashes: list[str], vectors: np.ndarr
         if stored_dim != dim:
             # One FixedSizeList width per table: a model of another width replaces the
             # table; the old vectors stay readable in the table's Delta history.
-            logger.warning("embeddings table holds %d-d vectors; %s gives %d-d: overwriting "
-                           "(previous versions keep the old vectors)", stored_dim, key, dim)
+            logger.warning(
+                "embeddings table holds %d-d vectors; %s gives %d-d: overwriting "
+                "(previous versions keep the old vectors)",
+                stored_dim,
+                key,
+                dim,
+            )
             mode = "overwrite"
-    return store.write("embeddings", rows, mode=mode, schema=schema, config_hash=config_hash(cfg),
-                       inputs=_refs(store, "tools"))
+    return store.write(
+        "embeddings", rows, mode=mode, schema=schema, config_hash=config_hash(cfg), inputs=_refs(store, "tools")
+    )
 
 
 def tool_vectors(store: Store, tools: pa.Table, cfg: EmbedConfig) -> np.ndarray:
@@ -318,27 +324,46 @@ def train_and_assign(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
     with tempfile.TemporaryDirectory(prefix="rqvae-") as tmp:
         folder = save_rqvae(trained.model, trained.cfg, Path(tmp) / "rqvae")
         version = store.register_checkpoint(
-            CHECKPOINT_KIND, folder, config_hash=config_hash(cfg),
-            meta={"embed_model_key": model_key(cfg.embed), "n_tools": len(tool_ids),
-                  "levels": trained.cfg.levels, "codebook_size": trained.cfg.codebook_size},
+            CHECKPOINT_KIND,
+            folder,
+            config_hash=config_hash(cfg),
+            meta={
+                "embed_model_key": model_key(cfg.embed),
+                "n_tools": len(tool_ids),
+                "levels": trained.cfg.levels,
+                "codebook_size": trained.cfg.codebook_size,
+            },
         )
     inputs = _refs(store, "tools", "embeddings", "cousage")
     chash = config_hash(cfg)
     tokens = vocabulary(trained.cfg.levels, trained.cfg.codebook_size)
     refs = {
         "codes": _write_codes(store, tool_ids, assignment.levels, version, "overwrite", inputs, chash),
-        "vocabulary": store.write("vocabulary", _vocabulary_rows(tokens, trained.cfg.codebook_size, version),
-                                  inputs=inputs, config_hash=chash),
-        "rqvae_epochs": store.write("rqvae_epochs", _epoch_rows(trained.epoch_metrics, version),
-                                    inputs=inputs, config_hash=chash),
-        "collision_report": store.write("collision_report", _report_rows(assignment.report, tool_ids, version, "full"),
-                                        mode="append", inputs=inputs, config_hash=chash),
+        "vocabulary": store.write(
+            "vocabulary", _vocabulary_rows(tokens, trained.cfg.codebook_size, version), inputs=inputs, config_hash=chash
+        ),
+        "rqvae_epochs": store.write(
+            "rqvae_epochs", _epoch_rows(trained.epoch_metrics, version), inputs=inputs, config_hash=chash
+        ),
+        "collision_report": store.write(
+            "collision_report",
+            _report_rows(assignment.report, tool_ids, version, "full"),
+            mode="append",
+            inputs=inputs,
+            config_hash=chash,
+        ),
     }
-    metrics = code_metrics(assignment.levels, x, trained.model, edges, k=cfg.metrics_k, seed=trained.cfg.seed,
-                           report=assignment.report)
+    metrics = code_metrics(
+        assignment.levels, x, trained.model, edges, k=cfg.metrics_k, seed=trained.cfg.seed, report=assignment.report
+    )
     logger.info("code metrics: %s", metrics)
-    refs["code_metrics"] = store.write("code_metrics", _metrics_rows(metrics, version, "full", cfg.metrics_k),
-                                       mode="append", inputs=[refs["codes"]], config_hash=chash)
+    refs["code_metrics"] = store.write(
+        "code_metrics",
+        _metrics_rows(metrics, version, "full", cfg.metrics_k),
+        mode="append",
+        inputs=[refs["codes"]],
+        config_hash=chash,
+    )
     return TokenizeResult("full", 0, len(tool_ids), version, refs, metrics)
 
 
@@ -444,8 +469,9 @@ def export_tokenizer_inputs(store_root: str | Path, out: str | Path, cfg: EmbedC
     return write_export(Path(out), tool_ids, x, src, dst, weight, model_key(cfg))
 
 
-def write_export(out: Path, tool_ids: Sequence[str], x: np.ndarray, src: np.ndarray, dst: np.ndarray,
-                 weight: np.ndarray, key: str) -> dict[str, Any]:
+def write_export(
+    out: Path, tool_ids: Sequence[str], x: np.ndarray, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, key: str
+) -> dict[str, Any]:
     bad = [t for t in tool_ids if t.splitlines() != [t]]  # readers split with str.splitlines
     if bad:
         raise ValueError(f"{len(bad)} tool ids contain line breaks (e.g. {bad[0]!r}); tool_ids.txt cannot hold them")
@@ -453,7 +479,7 @@ def write_export(out: Path, tool_ids: Sequence[str], x: np.ndarray, src: np.ndar
     np.save(out / "embeddings.npy", np.ascontiguousarray(x, dtype=np.float32))
     np.savez(out / "edges.npz", src=src.astype(np.int64), dst=dst.astype(np.int64), weight=weight.astype(np.float32))
     (out / "tool_ids.txt").write_text("".join(f"{t}\n" for t in tool_ids), encoding="utf-8")
-    meta = {"model_key": key, "tools": len(tool_ids), "dim": int(x.shape[1]), "edges": int(len(src))}
+    meta = {"model_key": key, "tools": len(tool_ids), "dim": int(x.shape[1]), "edges": len(src)}
     (out / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
 
@@ -469,8 +495,15 @@ def _refs(store: Store, *tables: str) -> list[TableRef]:
     return [ref for ref in (store.latest(t) for t in tables) if ref is not None]
 
 
-def _write_codes(store: Store, tool_ids: Sequence[str], levels: np.ndarray, version: str, mode: str,
-                 inputs: Sequence[TableRef], chash: str) -> TableRef:
+def _write_codes(
+    store: Store,
+    tool_ids: Sequence[str],
+    levels: np.ndarray,
+    version: str,
+    mode: str,
+    inputs: Sequence[TableRef],
+    chash: str,
+) -> TableRef:
     from toolweaver.codes import format_code
 
     rows = pa.table(

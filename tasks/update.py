@@ -75,7 +75,9 @@ def previous_model(store: Store, last_stage: str, base_model: str) -> PreviousMo
 def _trained_tools(store: Store, config_hash: str) -> frozenset[str]:
     """Tool ids of the `codes` version a training run read: the lineage of its metrics."""
     rows = store.read("lineage", columns=["table", "config_hash", "inputs"]).to_pylist()
-    inputs = [dict(json.loads(r["inputs"])) for r in rows if r["table"] == TRAIN_METRICS and r["config_hash"] == config_hash]
+    inputs = [
+        dict(json.loads(r["inputs"])) for r in rows if r["table"] == TRAIN_METRICS and r["config_hash"] == config_hash
+    ]
     versions = {i["codes"] for i in inputs if "codes" in i}
     if len(versions) != 1:
         logger.warning("cannot tell which codes the model with config %s was trained on (%s)", config_hash, versions)
@@ -111,7 +113,9 @@ def write_update_examples(
         counts |= {f"{stage}.new": n_new, f"{stage}.replay": len(replay)}
     table = pa.Table.from_pylist(sorted(chosen, key=lambda r: r["example_id"]), schema=SFT_EXAMPLES_SCHEMA)
     config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
-    written = store.write(SFT_UPDATE, table, run_id=run_id, config_hash=config_hash, inputs=[ref, store.latest("codes")])
+    written = store.write(
+        SFT_UPDATE, table, run_id=run_id, config_hash=config_hash, inputs=[ref, store.latest("codes")]
+    )
     logger.info("update set: %s (sft_update v%d)", counts, written.version)
     return written, counts
 

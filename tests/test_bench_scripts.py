@@ -18,7 +18,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
 def test_bench_script_starts(script: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=300
+        [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower()
@@ -68,11 +68,23 @@ def test_memorization_bench_scores_a_memorized_checkpoint_one(tmp_path: Path) ->
     store, base = _store_with_inputs(tmp_path)
     config = FinetuneConfig(model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "batch_size": 4}))
     (memo,) = finetune(store, config, run_id="mem")
-    undertrained = FinetuneConfig(model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "epochs": 1, "lr": 1e-6}))
+    undertrained = FinetuneConfig(
+        model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "epochs": 1, "lr": 1e-6})
+    )
     (weak,) = finetune(store, undertrained, run_id="weak")
     bench = _load_bench("memorization")
-    rows = bench.main(["--store", str(store.root), memo.checkpoint_id, weak.checkpoint_id, "--device", "cpu",
-                       "--json", str(tmp_path / "mem.json")])
-    assert [(r["checkpoint"], r["tools"], r["hits"]) for r in rows][0] == (memo.checkpoint_id, N_TOOLS, N_TOOLS)
+    rows = bench.main(
+        [
+            "--store",
+            str(store.root),
+            memo.checkpoint_id,
+            weak.checkpoint_id,
+            "--device",
+            "cpu",
+            "--json",
+            str(tmp_path / "mem.json"),
+        ]
+    )
+    assert next((r["checkpoint"], r["tools"], r["hits"]) for r in rows) == (memo.checkpoint_id, N_TOOLS, N_TOOLS)
     assert rows[1]["hits"] < N_TOOLS / 2  # random code rows: about chance (1 / 12)
     assert rows == json.loads((tmp_path / "mem.json").read_text())

@@ -25,7 +25,10 @@ def test_atomic_token_known_answers() -> None:
     # A safe id is ToolGen's token verbatim.
     assert atomic_token("QRCheck&&quality_v1_quality_post") == "<<QRCheck&&quality_v1_quality_post>>"
     # Spaces, quotes, '>>' and non-ASCII are replaced; a hash of the raw id keeps it unique.
-    assert atomic_token("Thai Drivers License OCR&&Driver's  License") == "<<Thai_Drivers_License_OCR&&Driver_s_License~f65daa6d9e>>"
+    assert (
+        atomic_token("Thai Drivers License OCR&&Driver's  License")
+        == "<<Thai_Drivers_License_OCR&&Driver_s_License~f65daa6d9e>>"
+    )
     assert atomic_token("a b&&c") != atomic_token("a_b&&c") == "<<a_b&&c>>"
     assert atomic_token("a b&&c") != atomic_token("a  b&&c")  # same sanitised body, different hash
     long_id = "x" * 300 + "&&y"
@@ -57,8 +60,10 @@ def test_rewrite_codes_replaces_every_code_and_nothing_else() -> None:
         {"role": "assistant", "content": "<a_1><b_2><a_3><b_0>", "loss": True},
     ]
     assert rewrite_codes(retrieval, token_of, 2) == [retrieval[0], {**retrieval[1], "content": "<<A&&x>><<B&&y>>"}]
-    trajectory = [{"role": "assistant", "content": "I will look.\n<a_3> <b_0>", "loss": True},
-                  {"role": "assistant", "content": FINISH_TOKEN, "loss": True}]
+    trajectory = [
+        {"role": "assistant", "content": "I will look.\n<a_3> <b_0>", "loss": True},
+        {"role": "assistant", "content": FINISH_TOKEN, "loss": True},
+    ]
     assert [m["content"] for m in rewrite_codes(trajectory, token_of, 2)] == ["I will look.\n<<B&&y>>", FINISH_TOKEN]
     with pytest.raises(KeyError, match="<a_9><b_9>"):
         rewrite_codes([{"role": "assistant", "content": "<a_9><b_9>", "loss": True}], token_of, 2)
@@ -83,7 +88,9 @@ def test_atomic_vocabulary_single_ids_and_untouched_base_rows() -> None:
     assert torch.equal(model.get_input_embeddings().weight[:n_base], base_rows)
     torch.testing.assert_close(model.get_input_embeddings().weight[ids[0]], base_rows.mean(0))
     token = tokens["tool 3&&api"]
-    text = tokenizer.apply_chat_template([{"role": "assistant", "content": f"{token}{tokens['tool 4&&api']}"}], tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "assistant", "content": f"{token}{tokens['tool 4&&api']}"}], tokenize=False
+    )
     encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.convert_tokens_to_ids([token, tokens["tool 4&&api"]]) == [i for i in encoded if i >= n_base]
     assert add_atomic_tokens(tokenizer, model, sorted(tokens.values()), config=VocabConfig()) == ids  # idempotent
@@ -99,11 +106,19 @@ def test_one_token_codes_decode_exactly_and_stay_distinct() -> None:
     assert all(len(seq) == 1 for seq in trie.sequences) and trie.n_nodes == len(tokens) + 1
     prompt = prompt_ids(tokenizer, [{"role": "user", "content": "find the weather"}])
     for eos_in_score in (False, True):
-        got = constrained_beam_search(model, prompt, trie, DecodeConfig(top_k=5, num_beams=len(tokens), eos_in_score=eos_in_score))
+        got = constrained_beam_search(
+            model, prompt, trie, DecodeConfig(top_k=5, num_beams=len(tokens), eos_in_score=eos_in_score)
+        )
         want = _brute_force(model, prompt, trie, eos_in_score)[:5]
         assert [t for t, _ in got] == [t for t, _ in want]
         assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-4)
-    hits = retrieve(model, tokenizer, "send an email", trie.restrict(["tool 1&&api", "tool 2&&api", "tool 7&&api"]), DecodeConfig(top_k=5))
+    hits = retrieve(
+        model,
+        tokenizer,
+        "send an email",
+        trie.restrict(["tool 1&&api", "tool 2&&api", "tool 7&&api"]),
+        DecodeConfig(top_k=5),
+    )
     assert sorted(h.tool_id for h in hits) == ["tool 1&&api", "tool 2&&api", "tool 7&&api"]
     assert {h.code for h in hits} == {tokens[h.tool_id] for h in hits}
 
@@ -112,7 +127,9 @@ def test_one_token_codes_decode_exactly_and_stay_distinct() -> None:
 @given(seed=st.integers(0, 2**31 - 1), n_tools=st.integers(1, 30), top_k=st.integers(1, 6), eos_in_score=st.booleans())
 def test_random_logits_never_yield_an_invalid_one_token_code(seed, n_tools, top_k, eos_in_score) -> None:
     trie = build_trie({f"t{i}": [10 + i] for i in range(n_tools)}, eos_id=2)
-    results = constrained_beam_search(_RandomLM(48, seed), [0, 1, 3], trie, DecodeConfig(top_k=top_k, eos_in_score=eos_in_score))
+    results = constrained_beam_search(
+        _RandomLM(48, seed), [0, 1, 3], trie, DecodeConfig(top_k=top_k, eos_in_score=eos_in_score)
+    )
     tools = [t for t, _ in results]
     assert len(tools) == min(top_k, n_tools) == len(set(tools)) and all(0 <= t < n_tools for t in tools)
     scores = [s for _, s in results]
@@ -132,7 +149,12 @@ def test_atomic_stage_trains_on_the_same_examples_with_one_token_per_tool(tmp_pa
     config = _config(base, max_steps=2).model_copy(update={"tokens": "atomic"})
     memo, retr = finetune(store, config, run_id="atomic")
     meta = read_checkpoint_meta(store.checkpoint_path(retr.checkpoint_id))
-    assert (meta["tokens"], meta["codes_version"], meta["codes_table_version"], meta["vocab_init"]) == ("atomic", "cv1", 0, "random")
+    assert (meta["tokens"], meta["codes_version"], meta["codes_table_version"], meta["vocab_init"]) == (
+        "atomic",
+        "cv1",
+        0,
+        "random",
+    )
     model, tokenizer = load_checkpoint(store.checkpoint_path(retr.checkpoint_id))
     codes = read_codes(store)
     token_of_code = codes.atomic()
@@ -147,7 +169,9 @@ def test_atomic_stage_trains_on_the_same_examples_with_one_token_per_tool(tmp_pa
     assert first[-1]["content"] in token_of_code.values()
     # The two schemes never share a cached stage; a stage cannot continue the other scheme.
     codes_config = _config(base, max_steps=2)
-    assert stage_hash(codes_config, "memorization", [ref], "base:x") != stage_hash(config, "memorization", [ref], "base:x")
+    assert stage_hash(codes_config, "memorization", [ref], "base:x") != stage_hash(
+        config, "memorization", [ref], "base:x"
+    )
     with pytest.raises(ValueError, match="atomic tokens"):
         finetune(store, codes_config.model_copy(update={"stages": ("retrieval",)}), init=memo.checkpoint_id)
     with pytest.raises(ValueError, match="codebook"):
@@ -170,8 +194,10 @@ def test_smollm2_keeps_every_toollens_atomic_token_whole(shared_data: Path) -> N
     assert len(tokens) == 464
     tokenizer.add_tokens([*sorted(tokens.values()), FINISH_TOKEN])
     for tool_id in tool_ids[::7]:
-        conv = [{"role": "user", "content": f"Tool Name: {tool_id}", "loss": False},
-                {"role": "assistant", "content": tokens[tool_id], "loss": True}]
+        conv = [
+            {"role": "user", "content": f"Tool Name: {tool_id}", "loss": False},
+            {"role": "assistant", "content": tokens[tool_id], "loss": True},
+        ]
         encoded = encode_conversation(tokenizer, conv, max_length=512)
         learned = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE_INDEX]
         assert tokenizer.convert_ids_to_tokens(learned[:1]) == [tokens[tool_id]]

@@ -23,8 +23,14 @@ from toolweaver.align.vocab import FINISH_TOKEN, format_code, parse_code
 def _tool(tool_id: str, description: str = "does things", source: str = "t") -> dict:
     tool_name, api_name = tool_id.split("&&")
     params = json.dumps({"required": [{"name": "q"}]})
-    return {"tool_id": tool_id, "tool_name": tool_name, "api_name": api_name, "description": description,
-            "parameters": params, "source": source}
+    return {
+        "tool_id": tool_id,
+        "tool_name": tool_name,
+        "api_name": api_name,
+        "description": description,
+        "parameters": params,
+        "source": source,
+    }
 
 
 TOOLS = [_tool("QRCheck&&check", "Checks QR codes. " * 40), _tool("Weather&&now"), _tool("Mail&&send")]
@@ -73,8 +79,9 @@ def test_retrieval_orders_by_relevance_then_tool_id_and_rejects() -> None:
         {"query_id": "s/train/2", "tool_id": "Mail&&send", "relevance": 1},
         {"query_id": "s/train/2", "tool_id": "New&&x", "relevance": 1},
     ]
-    built = build_datasets(tools=TOOLS, codes=CODES, queries=queries, qrels=qrels,
-                           config=DatasetConfig(stages=("retrieval",)))
+    built = build_datasets(
+        tools=TOOLS, codes=CODES, queries=queries, qrels=qrels, config=DatasetConfig(stages=("retrieval",))
+    )
     assert len(built.examples) == 1
     example = built.examples[0]
     # Mail (relevance 2) first, then QRCheck < Weather by tool_id.
@@ -98,26 +105,51 @@ def test_duplicate_or_malformed_codes_fail_loudly() -> None:
 TOOLBENCH_MESSAGES = [
     {"role": "system", "content": "You are AutoGPT ... very long function list"},
     {"role": "user", "content": "\nWhat's the weather? Then mail it.\nBegin!\n"},
-    {"role": "assistant", "content": "I should check the weather.", "function_call": {"name": "now_for_weather", "arguments": "{\n \"city\": \"Paris\"\n}"}},
-    {"role": "function", "name": "now_for_weather", "content": "{\"temp\": 20}"},
+    {
+        "role": "assistant",
+        "content": "I should check the weather.",
+        "function_call": {"name": "now_for_weather", "arguments": '{\n "city": "Paris"\n}'},
+    },
+    {"role": "function", "name": "now_for_weather", "content": '{"temp": 20}'},
     {"role": "assistant", "content": None, "function_call": {"name": "send_for_mail", "arguments": "{}"}},
     {"role": "function", "name": "send_for_mail", "content": "ok"},
-    {"role": "assistant", "content": None, "function_call": {"name": "Finish", "arguments": "{\"return_type\": \"give_answer\", \"final_answer\": \"20 degrees\"}"}},
+    {
+        "role": "assistant",
+        "content": None,
+        "function_call": {
+            "name": "Finish",
+            "arguments": '{"return_type": "give_answer", "final_answer": "20 degrees"}',
+        },
+    },
 ]
 
 
 def test_toolbench_trajectory_in_agent_format() -> None:
-    traj = {"trajectory_id": "tb/G1/1", "query_id": "tb/G1/1", "messages": json.dumps(TOOLBENCH_MESSAGES),
-            "tool_ids": ["Weather&&now", "Mail&&send"], "source": "toolbench"}
+    traj = {
+        "trajectory_id": "tb/G1/1",
+        "query_id": "tb/G1/1",
+        "messages": json.dumps(TOOLBENCH_MESSAGES),
+        "tool_ids": ["Weather&&now", "Mail&&send"],
+        "source": "toolbench",
+    }
     built = build_datasets(tools=TOOLS, codes=CODES, trajectories=[traj], config=DatasetConfig(stages=("trajectory",)))
     assert built.rejects == []
     conv = _conv(built.examples[0])
     roles_loss = [(m["role"], m["loss"]) for m in conv]
     assert roles_loss == [
-        ("system", False), ("user", False),
-        ("assistant", True), ("user", False), ("assistant", True), ("user", False),  # weather
-        ("assistant", True), ("user", False), ("assistant", True), ("user", False),  # mail
-        ("assistant", True), ("user", False), ("assistant", True),  # Finish
+        ("system", False),
+        ("user", False),
+        ("assistant", True),
+        ("user", False),
+        ("assistant", True),
+        ("user", False),  # weather
+        ("assistant", True),
+        ("user", False),
+        ("assistant", True),
+        ("user", False),  # mail
+        ("assistant", True),
+        ("user", False),
+        ("assistant", True),  # Finish
     ]
     assert conv[1]["content"] == "What's the weather? Then mail it.\nBegin!"
     assert conv[2]["content"] == "I should check the weather.\n<a_1><b_2>"
@@ -138,14 +170,25 @@ def test_bfcl_multi_turn_calls_get_codes_and_a_finish_per_turn() -> None:
         {"role": "user", "content": "and mail it"},
         {"role": "assistant", "content": "send('bob')"},
     ]
-    traj = {"trajectory_id": "bfcl/mt/0", "query_id": "bfcl/mt/0", "messages": json.dumps(messages),
-            "tool_ids": ["Weather&&now", "Mail&&send"], "source": "bfcl"}
+    traj = {
+        "trajectory_id": "bfcl/mt/0",
+        "query_id": "bfcl/mt/0",
+        "messages": json.dumps(messages),
+        "tool_ids": ["Weather&&now", "Mail&&send"],
+        "source": "bfcl",
+    }
     built = build_datasets(tools=TOOLS, codes=CODES, trajectories=[traj], config=DatasetConfig(stages=("trajectory",)))
     conv = _conv(built.examples[0])
     contents = [m["content"] for m in conv if m["role"] == "assistant"]
     assert contents == [
-        "<a_1><b_2>", '{"city": "Paris", "days": [1, 2]}', FINISH_TOKEN, '{"return_type": "give_answer"}',
-        "<a_1><b_3>", '{"_0": "bob"}', FINISH_TOKEN, '{"return_type": "give_answer"}',
+        "<a_1><b_2>",
+        '{"city": "Paris", "days": [1, 2]}',
+        FINISH_TOKEN,
+        '{"return_type": "give_answer"}',
+        "<a_1><b_3>",
+        '{"_0": "bob"}',
+        FINISH_TOKEN,
+        '{"return_type": "give_answer"}',
     ]
 
 
@@ -158,7 +201,9 @@ def test_unresolved_or_uncoded_trajectories_are_rejected() -> None:
     ]
     with pytest.raises(ValueError, match="trajectory 'c': messages is not valid JSON"):
         build_datasets(tools=TOOLS, codes=CODES, trajectories=trajs, config=DatasetConfig(stages=("trajectory",)))
-    built = build_datasets(tools=TOOLS, codes=CODES, trajectories=trajs[:2], config=DatasetConfig(stages=("trajectory",)))
+    built = build_datasets(
+        tools=TOOLS, codes=CODES, trajectories=trajs[:2], config=DatasetConfig(stages=("trajectory",))
+    )
     assert built.examples == []
     assert [(r["tool_id"], r["reason"]) for r in built.rejects] == [
         (None, "unresolved tool calls (calls in messages != resolved tool_ids)"),
@@ -183,8 +228,13 @@ def test_jsonl_export_loads_with_hf_datasets(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     queries = [{"query_id": f"s/train/{i}", "text": f"query {i}", "source": "s", "split": "train"} for i in range(40)]
     qrels = [{"query_id": q["query_id"], "tool_id": "Weather&&now", "relevance": 1} for q in queries]
-    built = build_datasets(tools=TOOLS, codes=CODES, queries=queries, qrels=qrels,
-                           config=DatasetConfig(split=SplitConfig(validation_fraction=0.3)))
+    built = build_datasets(
+        tools=TOOLS,
+        codes=CODES,
+        queries=queries,
+        qrels=qrels,
+        config=DatasetConfig(split=SplitConfig(validation_fraction=0.3)),
+    )
     paths = export_jsonl(built.examples, tmp_path / "export")
     assert set(paths) == {"memorization.train", "retrieval.train", "retrieval.validation"}
     loaded = datasets.load_dataset(
@@ -221,15 +271,14 @@ def _merge(*parts: dict[str, list[dict]]) -> dict[str, list[dict]]:
     merged: dict[str, list[dict]] = {"tools": [], "queries": [], "qrels": [], "trajectories": []}
     seen_tools: set[str] = set()
     for part in parts:
-        for key in merged:
-            rows = part[key]
-            for row in rows:
+        for key, kept in merged.items():
+            for row in part[key]:
                 # Parsers emit every doc variant; the ingest task keeps one row per tool_id.
                 if key == "tools":
                     if row["tool_id"] in seen_tools:
                         continue
                     seen_tools.add(row["tool_id"])
-                merged[key].append(row)
+                kept.append(row)
     return merged
 
 
@@ -237,7 +286,9 @@ def test_real_data_counts_splits_and_codes(shared_data: Path) -> None:
     from toolweaver.ingest import parse_source
 
     toollens = _records(parse_source("beir", shared_data / "toollens"))
-    stb = _records(parse_source("stabletoolbench", shared_data / "toolbench/stabletoolbench/solvable_queries/test_instruction"))
+    stb = _records(
+        parse_source("stabletoolbench", shared_data / "toolbench/stabletoolbench/solvable_queries/test_instruction")
+    )
     example = _records(parse_source("toolbench", shared_data / "toolbench/data_example"))
     data = _merge(toollens, stb, example)
     assert len(toollens["tools"]) == 464 and len(toollens["queries"]) == 16893
@@ -256,9 +307,9 @@ def test_real_data_counts_splits_and_codes(shared_data: Path) -> None:
     expected_retrieval = sum(1 for q in query_ids if relevant.get(q) and not relevant[q] & uncoded)
     assert stages["retrieval"] == expected_retrieval > 17000
     expected_traj = sum(
-        1 for t in data["trajectories"]
-        if t["tool_ids"] and not set(t["tool_ids"]) & uncoded
-        and len(t["tool_ids"]) == _n_calls(t["messages"])
+        1
+        for t in data["trajectories"]
+        if t["tool_ids"] and not set(t["tool_ids"]) & uncoded and len(t["tool_ids"]) == _n_calls(t["messages"])
     )
     assert stages["trajectory"] == expected_traj >= 1
     # Every input is accounted for: built or rejected with a reason.
@@ -291,7 +342,8 @@ def test_real_data_counts_splits_and_codes(shared_data: Path) -> None:
 def _n_calls(messages_json: str) -> int:
     messages = json.loads(messages_json)
     return sum(
-        1 for m in messages
+        1
+        for m in messages
         if m.get("role") == "assistant" and m.get("function_call") and m["function_call"].get("name") != "Finish"
     )
 
@@ -305,11 +357,16 @@ def test_datasets_stage_writes_tables_and_exports(tmp_path: Path) -> None:
     from tasks.datasets import build_datasets_stage
 
     store = Store(tmp_path / "store")
-    tools = [{**t, "category": "c", "doc_text": t["description"], "doc_hash": str(i), "origin": "x"} for i, t in enumerate(TOOLS)]
+    tools = [
+        {**t, "category": "c", "doc_text": t["description"], "doc_hash": str(i), "origin": "x"}
+        for i, t in enumerate(TOOLS)
+    ]
     store.write("tools", pa.Table.from_pylist(tools, schema=SCHEMAS["tools"]))
     codes = [{**c, "levels": list(parse_code(c["code"])), "codes_version": "v1"} for c in CODES]
     store.write("codes", pa.Table.from_pylist(codes, schema=SCHEMAS["codes"]))
-    queries = [{"query_id": "s/train/1", "raw_id": "1", "text": "weather", "source": "s", "split": "train", "query_group": "g"}]
+    queries = [
+        {"query_id": "s/train/1", "raw_id": "1", "text": "weather", "source": "s", "split": "train", "query_group": "g"}
+    ]
     store.write("queries", pa.Table.from_pylist(queries, schema=SCHEMAS["queries"]))
     qrels = [{"query_id": "s/train/1", "tool_id": "Nope&&x", "relevance": 1, "source": "s"}]
     store.write("qrels", pa.Table.from_pylist(qrels, schema=SCHEMAS["qrels"]))
@@ -318,10 +375,19 @@ def test_datasets_stage_writes_tables_and_exports(tmp_path: Path) -> None:
     assert result.counts == {"memorization.train": 3}
     assert result.examples.rows == 3 and result.rejects.rows == 1
     rejects = store.read("sft_rejects").to_pylist()
-    assert rejects == [{"stage": "retrieval", "source": "s", "query_id": "s/train/1", "tool_id": "Nope&&x",
-                        "reason": "relevant tool without a code"}]
+    assert rejects == [
+        {
+            "stage": "retrieval",
+            "source": "s",
+            "query_id": "s/train/1",
+            "tool_id": "Nope&&x",
+            "reason": "relevant tool without a code",
+        }
+    ]
     assert sorted(store.read("sft_examples").column("example_id").to_pylist()) == [
-        "memorization/Mail&&send", "memorization/QRCheck&&check", "memorization/Weather&&now"
+        "memorization/Mail&&send",
+        "memorization/QRCheck&&check",
+        "memorization/Weather&&now",
     ]
     assert set(result.exported) == {"memorization.train"}
     # Unchanged inputs: a second run writes no new version.
@@ -344,8 +410,20 @@ def test_cli_datasets_prints_counts_and_exports(tmp_path: Path) -> None:
     codes = [{**c, "levels": list(parse_code(c["code"])), "codes_version": "v1"} for c in CODES]
     store.write("codes", pa.Table.from_pylist(codes, schema=SCHEMAS["codes"]))
     runner = CliRunner()
-    result = runner.invoke(app, ["datasets", "--store", str(store.root), "--export", str(tmp_path / "x"),
-                                 "--format", "json", "--validation-fraction", "0.5"])
+    result = runner.invoke(
+        app,
+        [
+            "datasets",
+            "--store",
+            str(store.root),
+            "--export",
+            str(tmp_path / "x"),
+            "--format",
+            "json",
+            "--validation-fraction",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{"stage": "memorization", "split": "train", "examples": 3}]
     assert (tmp_path / "x" / "memorization.train.jsonl").read_text().count("\n") == 3
@@ -368,9 +446,13 @@ def test_real_bfcl_multi_turn_trajectories_all_build() -> None:
     built = build_datasets(codes=codes, config=config, **data)
     assert len(built.examples) == len(data["trajectories"]) >= 800 and built.rejects == []
     owner = {parse_code(c["code"]): c["tool_id"] for c in codes}
-    for example, traj in zip(built.examples, sorted(data["trajectories"], key=lambda t: t["trajectory_id"])):
+    for example, traj in zip(
+        built.examples, sorted(data["trajectories"], key=lambda t: t["trajectory_id"]), strict=False
+    ):
         called = [owner[parse_code(c)] for c in assistant_codes(example)]
         assert called == list(traj["tool_ids"])  # same tools, same order
         conv = _conv(example)
-        assert sum(m["content"] == FINISH_TOKEN for m in conv) == sum(m["role"] == "user" and not m["content"].startswith(("Tool documentation", "Observation")) for m in conv)
+        assert sum(m["content"] == FINISH_TOKEN for m in conv) == sum(
+            m["role"] == "user" and not m["content"].startswith(("Tool documentation", "Observation")) for m in conv
+        )
     assert {e["split"] for e in built.examples} == {"train", "validation"}

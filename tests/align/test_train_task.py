@@ -45,13 +45,27 @@ def _store_with_inputs(root: Path) -> tuple[Store, str]:
 
 def _row(stage: str, key: str, conv: list[dict], split: str = "train") -> dict:
     return {
-        "example_id": f"{stage}/{key}", "stage": stage, "split": split, "source": "test",
-        "query_id": key, "conversations": json.dumps(conv), "n_tools": 1,
+        "example_id": f"{stage}/{key}",
+        "stage": stage,
+        "split": split,
+        "source": "test",
+        "query_id": key,
+        "conversations": json.dumps(conv),
+        "n_tools": 1,
     }
 
 
 def _config(base: str, **train) -> FinetuneConfig:
-    settings = {**dict(lr=5e-3, epochs=2, batch_size=4, save_every=2, keep_last=1, device="cpu", lora_r=4), **train}
+    settings = {
+        "lr": 5e-3,
+        "epochs": 2,
+        "batch_size": 4,
+        "save_every": 2,
+        "keep_last": 1,
+        "device": "cpu",
+        "lora_r": 4,
+        **train,
+    }
     return FinetuneConfig(model=base, stages=("memorization", "retrieval"), train=TrainConfig(**settings))
 
 
@@ -63,8 +77,14 @@ def test_stages_chain_register_checkpoints_and_metrics(tmp_path: Path) -> None:
     rows = {r["checkpoint_id"]: r for r in store.checkpoints(kind="llm").to_pylist()}
     meta_m, meta_r = json.loads(rows[memo.checkpoint_id]["meta"]), json.loads(rows[retr.checkpoint_id]["meta"])
     assert meta_m == {
-        "stage": "memorization", "codes_version": "cv1", "codes_table_version": 0, "tokens": "codes",
-        "vocab_init": "random", "base_model": base, "step": 6, "init": "base",
+        "stage": "memorization",
+        "codes_version": "cv1",
+        "codes_table_version": 0,
+        "tokens": "codes",
+        "vocab_init": "random",
+        "base_model": base,
+        "step": 6,
+        "init": "base",
     }
     assert meta_r["init"] == memo.checkpoint_id and meta_r["stage"] == "retrieval" and meta_r["step"] == 4
     assert meta_r["vocab_init"] == "random"  # inherited from the stage it continues
@@ -117,7 +137,9 @@ def test_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path: Path, monk
     assert trained
     ours_p, theirs_p = dict(ours.named_parameters()), dict(theirs.named_parameters())
     for name in trained:
-        torch.testing.assert_close(ours_p[name], theirs_p[name], rtol=0, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            ours_p[name], theirs_p[name], rtol=0, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}"
+        )
     ids = torch.arange(ours.get_input_embeddings().weight.shape[0])[None, :40]
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, theirs(ids).logits, rtol=0, atol=1e-5)
@@ -137,8 +159,21 @@ def test_cli_finetune_runs_a_bounded_stage(tmp_path: Path) -> None:
     store, base = _store_with_inputs(tmp_path)
     result = CliRunner().invoke(
         app,
-        ["finetune", "--store", str(store.root), "--stages", "memorization", "--model", base,
-         "--max-steps", "2", "--batch-size", "4", "--device", "cpu"],
+        [
+            "finetune",
+            "--store",
+            str(store.root),
+            "--stages",
+            "memorization",
+            "--model",
+            base,
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     stage, checkpoint_id, steps, *_ = result.stdout.strip().splitlines()[-1].split("\t")

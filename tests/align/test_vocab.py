@@ -68,7 +68,9 @@ def test_random_init_is_seeded_and_idempotent() -> None:
     rows = []
     for _ in range(2):
         tokenizer, model = _setup()
-        vocab = add_code_tokens(tokenizer, model, n_levels=2, codebook_size=4, config=VocabConfig(init="random", seed=7))
+        vocab = add_code_tokens(
+            tokenizer, model, n_levels=2, codebook_size=4, config=VocabConfig(init="random", seed=7)
+        )
         rows.append(model.get_input_embeddings().weight[vocab.ids_for([1, 2])].detach().clone())
     assert torch.equal(rows[0], rows[1])
     tokenizer, model = _setup()
@@ -109,8 +111,14 @@ def test_codebook_init_recovers_a_known_linear_map() -> None:
     mean_norm = emb[:n_base].detach().norm(dim=1).mean()
     config = VocabConfig(init="codebook", ridge=0.0)
     vocab = add_code_tokens(
-        tokenizer, model, n_levels=n_levels, codebook_size=k, config=config,
-        codebooks=books, fit_levels=levels, fit_names=names,
+        tokenizer,
+        model,
+        n_levels=n_levels,
+        codebook_size=k,
+        config=config,
+        codebooks=books,
+        fit_levels=levels,
+        fit_names=names,
     )
     emb = model.get_input_embeddings().weight.detach()
     for lv in range(n_levels):

@@ -26,11 +26,30 @@ sys.exit(code)
 
 def test_bench_runs_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    argv = ["--synthetic", "300", "--codebook-size", "32", "--epochs", "2", "--warmup-epochs", "1",
-            "--batch-size", "64", "--seeds", "0", "--lambdas", "0,1", "--device", "cpu", "--json", str(out)]
+    argv = [
+        "--synthetic",
+        "300",
+        "--codebook-size",
+        "32",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--seeds",
+        "0",
+        "--lambdas",
+        "0,1",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+    ]
     script = SCRIPT.format(bench=str(ROOT / "bench" / "tokenize.py"), argv=argv, forbidden=FORBIDDEN)
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "| seed | lambda |" in done.stdout and "alignment_cousage" in done.stdout
     result = json.loads(out.read_text())
@@ -48,5 +67,7 @@ def test_codes_package_imports_only_the_compute_stack() -> None:
         f"loaded = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-4000:]

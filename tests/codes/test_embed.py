@@ -30,8 +30,12 @@ def test_render_doc_default_template_known_answer() -> None:
         "api_name": "Current",
         "category": "Data",
         "description": "Current  weather\nfor a city.",
-        "parameters": json.dumps({"required": [{"name": "city", "type": "STRING", "description": "City name"}],
-                                  "optional": [{"name": "units", "type": "STRING", "description": ""}]}),
+        "parameters": json.dumps(
+            {
+                "required": [{"name": "city", "type": "STRING", "description": "City name"}],
+                "optional": [{"name": "units", "type": "STRING", "description": ""}],
+            }
+        ),
     }
     assert render_doc(record) == (
         "Weather: Current (Data). Current weather for a city. | "
@@ -46,8 +50,10 @@ def test_render_doc_default_template_known_answer() -> None:
         ("{}", "none"),
         ('{"required": [], "optional": []}', "none"),
         ('[{"name": "q", "type": "integer", "required": true}]', "q (integer, required)"),
-        ('{"type": "dict", "properties": {"x": {"type": "float", "description": "the x"}}, "required": ["x"]}',
-         "x (float, required): the x"),
+        (
+            '{"type": "dict", "properties": {"x": {"type": "float", "description": "the x"}}, "required": ["x"]}',
+            "x (float, required): the x",
+        ),
         ('{"weird": 1}', '{"weird":1}'),
     ],
 )
@@ -92,9 +98,11 @@ def minilm() -> Any:
 
 
 def test_real_minilm_vectors_are_normalised_and_semantic(minilm: Any) -> None:
-    texts = ["Get the current weather forecast for a city",
-             "Weather report: temperature and rain for a location",
-             "Convert an amount between two currencies"]
+    texts = [
+        "Get the current weather forecast for a city",
+        "Weather report: temperature and rain for a location",
+        "Convert an amount between two currencies",
+    ]
     x = embed_texts(minilm, texts, CPU)
     assert x.shape == (3, 384) and x.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
@@ -105,9 +113,18 @@ def test_real_minilm_vectors_are_normalised_and_semantic(minilm: Any) -> None:
 def _tool_row(name: str, api: str, description: str) -> dict[str, str]:
     params = json.dumps({"required": [], "optional": []})
     doc_text = f"tool: {name}\napi: {api}\ndescription: {description}\nparameters: {params}"
-    return {"tool_id": f"{name}&&{api}", "tool_name": name, "api_name": api, "category": "Data",
-            "description": description, "parameters": params, "doc_text": doc_text,
-            "doc_hash": hashlib.sha256(doc_text.encode()).hexdigest(), "source": "test", "origin": "test"}
+    return {
+        "tool_id": f"{name}&&{api}",
+        "tool_name": name,
+        "api_name": api,
+        "category": "Data",
+        "description": description,
+        "parameters": params,
+        "doc_text": doc_text,
+        "doc_hash": hashlib.sha256(doc_text.encode()).hexdigest(),
+        "source": "test",
+        "origin": "test",
+    }
 
 
 def _write_tools(store: Any, rows: list[dict[str, str]]) -> None:
@@ -122,9 +139,11 @@ def test_incremental_embedding_with_real_minilm(store_dir: Path, minilm: Any) ->
     from tasks.tokenize import embed_tools, read_tools, tool_vectors
 
     store = Store(store_dir)
-    rows = [_tool_row("Weather", "Current", "Current weather for a city"),
-            _tool_row("FX", "Convert", "Convert between currencies"),
-            _tool_row("Jokes", "Random", "A random joke")]
+    rows = [
+        _tool_row("Weather", "Current", "Current weather for a city"),
+        _tool_row("FX", "Convert", "Convert between currencies"),
+        _tool_row("Jokes", "Random", "A random joke"),
+    ]
     _write_tools(store, rows)
 
     ref1, n1 = embed_tools(store, CPU)  # the stage loads MiniLM itself

@@ -80,7 +80,9 @@ def test_cell_frames_whiten_each_cell() -> None:
     for cell in (0, 1):
         framed = residual[cells == cell] @ quantizer.whiten[0, cell]
         torch.testing.assert_close(framed.T @ framed / len(framed), torch.eye(2), atol=0.02, rtol=0)
-        torch.testing.assert_close(quantizer.whiten[0, cell] @ quantizer.unwhiten[0, cell], torch.eye(2), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            quantizer.whiten[0, cell] @ quantizer.unwhiten[0, cell], torch.eye(2), atol=1e-5, rtol=0
+        )
 
 
 def test_cell_frames_lower_first_pass_collisions() -> None:
@@ -130,7 +132,7 @@ def test_same_seed_same_model_and_codes(trained) -> None:
 
 
 def test_training_leaves_global_rng_untouched(trained) -> None:
-    x, edges, _ = trained
+    x, _edges, _ = trained
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
@@ -204,9 +206,7 @@ def test_epoch_batches_carry_every_edge_once() -> None:
     assert len(batches) == 4
     nodes = torch.cat([b.rows[b.nodes] for b in batches])
     assert sorted(nodes.tolist()) == list(range(n))  # every tool once
-    seen = sorted(
-        (int(b.rows[u]), int(b.rows[v])) for b in batches for u, v in zip(b.edge_u, b.edge_v, strict=True)
-    )
+    seen = sorted((int(b.rows[u]), int(b.rows[v])) for b in batches for u, v in zip(b.edge_u, b.edge_v, strict=True))
     assert seen == sorted(zip(edges.src.tolist(), edges.dst.tolist(), strict=True))
     for b in batches:  # the batch encodes both endpoints of its edges
         assert torch.equal(b.rows, torch.unique(b.rows))

@@ -8,7 +8,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -24,8 +23,17 @@ from tasks.tokenize import (
 from toolweaver.codes.embed import EmbedConfig
 
 # Small enough for a 2-core CPU in seconds; K=128 leaves 16k slots for ~2.5k tools.
-SMALL_RQVAE = {"levels": 2, "codebook_size": 128, "encoder_widths": [64], "latent_dim": 16,
-               "warmup_epochs": 1, "epochs": 4, "batch_size": 512, "kmeans_iters": 5, "device": "cpu"}
+SMALL_RQVAE = {
+    "levels": 2,
+    "codebook_size": 128,
+    "encoder_widths": [64],
+    "latent_dim": 16,
+    "warmup_epochs": 1,
+    "epochs": 4,
+    "batch_size": 512,
+    "kmeans_iters": 5,
+    "device": "cpu",
+}
 DIM = 64
 
 
@@ -52,9 +60,18 @@ class CountingEmbedder:
 
 def _tool(name: str, api: str, description: str) -> dict[str, str]:
     doc_text = f"tool: {name}\napi: {api}\ndescription: {description}\nparameters: {{}}"
-    return {"tool_id": f"{name}&&{api}", "tool_name": name, "api_name": api, "category": "C",
-            "description": description, "parameters": "{}", "doc_text": doc_text,
-            "doc_hash": hashlib.sha256(doc_text.encode()).hexdigest(), "source": "test", "origin": "t"}
+    return {
+        "tool_id": f"{name}&&{api}",
+        "tool_name": name,
+        "api_name": api,
+        "category": "C",
+        "description": description,
+        "parameters": "{}",
+        "doc_text": doc_text,
+        "doc_hash": hashlib.sha256(doc_text.encode()).hexdigest(),
+        "source": "test",
+        "origin": "t",
+    }
 
 
 def _codes(store: Store) -> dict[str, tuple[str, tuple[int, ...], str]]:
@@ -66,11 +83,19 @@ def _codes(store: Store) -> dict[str, tuple[str, tuple[int, ...], str]]:
 def test_build_cousage_from_qrels_and_trajectories(store_dir: Path) -> None:
     store = Store(store_dir)
     qrels = [("q1", "a", 1), ("q1", "b", 1), ("q2", "a", 1), ("q2", "b", 1), ("q2", "c", 1), ("q3", "c", 0)]
-    store.write("qrels", pa.Table.from_pylist(
-        [{"query_id": q, "tool_id": t, "relevance": r, "source": "s"} for q, t, r in qrels], schema=SCHEMAS["qrels"]))
-    store.write("trajectories", pa.Table.from_pylist(
-        [{"trajectory_id": "t1", "query_id": "q9", "messages": "[]", "tool_ids": ["c", "d", "c"], "source": "s"}],
-        schema=SCHEMAS["trajectories"]))
+    store.write(
+        "qrels",
+        pa.Table.from_pylist(
+            [{"query_id": q, "tool_id": t, "relevance": r, "source": "s"} for q, t, r in qrels], schema=SCHEMAS["qrels"]
+        ),
+    )
+    store.write(
+        "trajectories",
+        pa.Table.from_pylist(
+            [{"trajectory_id": "t1", "query_id": "q9", "messages": "[]", "tool_ids": ["c", "d", "c"], "source": "s"}],
+            schema=SCHEMAS["trajectories"],
+        ),
+    )
     ref = build_cousage(store)
     rows = {(r["src"], r["dst"]): (r["count"], r["weight"]) for r in store.read("cousage").to_pylist()}
     # groups {a,b}, {a,b,c}, {c,d} (q3 has relevance 0): C_a=2, C_b=2, C_c=2, C_d=1
@@ -94,7 +119,9 @@ def stb_store(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tu
     return store, store.read("tools")
 
 
-def test_tokenize_then_500_new_tools_keeps_every_existing_code(stb_store: tuple[Store, pa.Table], tmp_path: Path) -> None:
+def test_tokenize_then_500_new_tools_keeps_every_existing_code(
+    stb_store: tuple[Store, pa.Table], tmp_path: Path
+) -> None:
     source, all_tools = stb_store
     store = Store(tmp_path / "store")
     store.write("qrels", source.read("qrels"))
@@ -142,7 +169,6 @@ def test_tokenize_then_500_new_tools_keeps_every_existing_code(stb_store: tuple[
         tokenize(store, TokenizeConfig(rqvae={**SMALL_RQVAE, "codebook_size": 256}), embedder=embedder)
 
 
-
 # ----------------------------------------------------------------------------- export
 def test_export_round_trip(store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tasks.tokenize as stage
@@ -150,9 +176,13 @@ def test_export_round_trip(store_dir: Path, tmp_path: Path, monkeypatch: pytest.
     store = Store(store_dir)
     tools = [_tool("B", "y", "second"), _tool("A", "x", "first"), _tool("C", "z", "third")]
     store.write("tools", pa.Table.from_pylist(tools, schema=SCHEMAS["tools"]))
-    store.write("qrels", pa.Table.from_pylist(
-        [{"query_id": "q", "tool_id": t, "relevance": 1, "source": "s"} for t in ("C&&z", "A&&x")],
-        schema=SCHEMAS["qrels"]))
+    store.write(
+        "qrels",
+        pa.Table.from_pylist(
+            [{"query_id": "q", "tool_id": t, "relevance": 1, "source": "s"} for t in ("C&&z", "A&&x")],
+            schema=SCHEMAS["qrels"],
+        ),
+    )
     embedder = CountingEmbedder()
     monkeypatch.setattr(stage, "default_embedder", lambda cfg: embedder)
     meta = export_tokenizer_inputs(store_dir, tmp_path / "out", EmbedConfig())
@@ -170,8 +200,6 @@ def test_export_round_trip(store_dir: Path, tmp_path: Path, monkeypatch: pytest.
     assert json.loads((out / "meta.json").read_text()) == meta and meta["tools"] == 3
 
 
-
-
 # ----------------------------------------------------------------------------- CLI
 def test_cli_tokenize_then_rerun_is_incremental_noop(store_dir: Path) -> None:
     """`toolweaver tokenize` end to end with the real MiniLM on 40 synthetic docs."""
@@ -181,11 +209,25 @@ def test_cli_tokenize_then_rerun_is_incremental_noop(store_dir: Path) -> None:
 
     store = Store(store_dir)
     topics = ["weather", "currency", "football", "recipes", "movies"]
-    tools = [_tool(f"{t.title()} API {i}", f"get_{t}_{i}", f"Returns {t} data, variant {i}")
-             for t in topics for i in range(8)]
+    tools = [
+        _tool(f"{t.title()} API {i}", f"get_{t}_{i}", f"Returns {t} data, variant {i}")
+        for t in topics
+        for i in range(8)
+    ]
     store.write("tools", pa.Table.from_pylist(tools, schema=SCHEMAS["tools"]))
-    args = ["tokenize", "--store", str(store_dir), "--levels", "2", "--codebook-size", "16",
-            "--epochs", "2", "--device", "cpu"]
+    args = [
+        "tokenize",
+        "--store",
+        str(store_dir),
+        "--levels",
+        "2",
+        "--codebook-size",
+        "16",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+    ]
     runner = CliRunner()
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output

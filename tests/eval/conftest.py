@@ -22,6 +22,8 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
 N_TEST = 100
 N_TRAIN = 100
 
@@ -49,7 +51,11 @@ def small_beir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
     out = tmp_path_factory.mktemp("beir") / "toollens_small"
     (out / "qrels").mkdir(parents=True)
-    corpus = [line for line in (src / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if json.loads(line)["_id"] in keep_docs]
+    corpus = [
+        line
+        for line in (src / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(line)["_id"] in keep_docs
+    ]
     (out / "corpus.jsonl").write_text("\n".join(corpus) + "\n", encoding="utf-8")
     (out / "queries.jsonl").write_text("\n".join(texts[q] for q in test + train) + "\n", encoding="utf-8")
     for split, ids in (("test", test), ("train", train)):

@@ -51,7 +51,9 @@ class Scripted:
         self.fitted_on: list[str] = []
         self.candidates_seen: list[list[str]] = []
 
-    def fit(self, train_queries: Sequence[TrainQuery], qrels: Mapping[str, Mapping[str, float]], tools: Mapping[str, str]) -> None:
+    def fit(
+        self, train_queries: Sequence[TrainQuery], qrels: Mapping[str, Mapping[str, float]], tools: Mapping[str, str]
+    ) -> None:
         self.fitted_on = [q.query_id for q in train_queries]
 
     def rank(self, query_texts: Sequence[str], candidate_tool_ids: Sequence[str], k: int) -> list[Ranking]:
@@ -62,7 +64,8 @@ class Scripted:
 def test_harness_rows_known_values_settings_and_zero_shot() -> None:
     catalog = {**TOOLS, "Other&&api": "other"}
     eval_set = EvalSet(
-        dataset="toy", split="test",
+        dataset="toy",
+        split="test",
         queries={"q1": "weather", "q2": "cook and invest"},
         qrels={"q1": {"Weather&&forecast": 1}, "q2": {"Recipes&&search": 1, "Stocks&&quote": 1}},
         domain_tool_ids=list(TOOLS),
@@ -107,9 +110,19 @@ def test_parse_method_ids() -> None:
 
 def test_report_labels_conventions_and_writes_png(tmp_path: Path) -> None:
     rows = [
-        {"method": "bm25", "setting": "in-domain", "convention": c, "metric": m, "value": v, "n_queries": 7,
-         "dataset": "toy", "split": "test", "zero_shot": True}
-        for c, v in (("standard", 0.25), ("toolgen", 0.5)) for m in ("ndcg@5", "recall@5")
+        {
+            "method": "bm25",
+            "setting": "in-domain",
+            "convention": c,
+            "metric": m,
+            "value": v,
+            "n_queries": 7,
+            "dataset": "toy",
+            "split": "test",
+            "zero_shot": True,
+        }
+        for c, v in (("standard", 0.25), ("toolgen", 0.5))
+        for m in ("ndcg@5", "recall@5")
     ]
     table = markdown_table(rows)
     assert "NDCG convention: standard" in table and "NDCG convention: toolgen" in table
@@ -129,10 +142,27 @@ def test_build_from_records_in_domain_counts_tools_the_source_documented() -> No
     ]
     variants = [{"tool_id": "A&&x", "source": "stabletoolbench", "origin": "G2.json#3.api_list[1]"}]
     queries = [
-        {"query_id": "stb/G1/1", "raw_id": "1", "text": "q1", "source": "stabletoolbench", "split": "test", "query_group": "G1"},
-        {"query_id": "stb/G2/2", "raw_id": "2", "text": "q2", "source": "stabletoolbench", "split": "test", "query_group": "G2"},
+        {
+            "query_id": "stb/G1/1",
+            "raw_id": "1",
+            "text": "q1",
+            "source": "stabletoolbench",
+            "split": "test",
+            "query_group": "G1",
+        },
+        {
+            "query_id": "stb/G2/2",
+            "raw_id": "2",
+            "text": "q2",
+            "source": "stabletoolbench",
+            "split": "test",
+            "query_group": "G2",
+        },
     ]
-    qrels = [{"query_id": "stb/G1/1", "tool_id": "B&&y", "relevance": 1}, {"query_id": "stb/G2/2", "tool_id": "A&&x", "relevance": 1}]
+    qrels = [
+        {"query_id": "stb/G1/1", "tool_id": "B&&y", "relevance": 1},
+        {"query_id": "stb/G2/2", "tool_id": "A&&x", "relevance": 1},
+    ]
     inputs = build_from_records("stb", tools, queries, qrels, source="stabletoolbench", variants=variants)
     (eval_set,) = inputs.eval_sets
     assert sorted(eval_set.domain_tool_ids) == ["A&&x", "B&&y"]

@@ -15,8 +15,19 @@ def test_evaluate_beir_bm25_dense_json(small_beir: Path, store_dir: Path, tmp_pa
     report_dir = tmp_path / "report"
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--store", str(store_dir), "--beir", str(small_beir), "--methods", "bm25,dense",
-         "--format", "json", "--report-dir", str(report_dir)],
+        [
+            "evaluate",
+            "--store",
+            str(store_dir),
+            "--beir",
+            str(small_beir),
+            "--methods",
+            "bm25,dense",
+            "--format",
+            "json",
+            "--report-dir",
+            str(report_dir),
+        ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     rows = json.loads(result.stdout)  # stdout holds only the JSON array
@@ -46,7 +57,9 @@ def test_evaluate_beir_bm25_dense_json(small_beir: Path, store_dir: Path, tmp_pa
 
 
 def test_evaluate_rejects_unknown_method(small_beir: Path, store_dir: Path) -> None:
-    result = CliRunner().invoke(app, ["evaluate", "--store", str(store_dir), "--beir", str(small_beir), "--methods", "bm25,nope"])
+    result = CliRunner().invoke(
+        app, ["evaluate", "--store", str(store_dir), "--beir", str(small_beir), "--methods", "bm25,nope"]
+    )
     assert result.exit_code != 0
     assert "nope" in result.output
 
@@ -61,7 +74,20 @@ def test_evaluate_ingested_dataset_and_vocab_report(small_beir: Path, store_dir:
     ingest(store, "beir", small_beir)
     runner = CliRunner()
     result = runner.invoke(
-        app, ["evaluate", "--store", str(store_dir), "--dataset", "beir", "--methods", "bm25", "--setting", "in-domain", "--format", "json"]
+        app,
+        [
+            "evaluate",
+            "--store",
+            str(store_dir),
+            "--dataset",
+            "beir",
+            "--methods",
+            "bm25",
+            "--setting",
+            "in-domain",
+            "--format",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     rows = json.loads(result.stdout)
@@ -72,8 +98,14 @@ def test_evaluate_ingested_dataset_and_vocab_report(small_beir: Path, store_dir:
     # Vocabulary: 60 tools coded with L=2 levels out of K=8 (inferred: no vocabulary table).
     tool_ids = store.read("tools", columns=["tool_id"]).column("tool_id").to_pylist()
     levels = [[i % 8, (i // 8) % 8] for i in range(len(tool_ids))]
-    codes = pa.table({"tool_id": tool_ids, "levels": levels, "code": [f"<a_{a}><b_{b}>" for a, b in levels],
-                      "codes_version": ["v1"] * len(tool_ids)})
+    codes = pa.table(
+        {
+            "tool_id": tool_ids,
+            "levels": levels,
+            "code": [f"<a_{a}><b_{b}>" for a, b in levels],
+            "codes_version": ["v1"] * len(tool_ids),
+        }
+    )
     store.write("codes", codes)
     result = runner.invoke(app, ["vocab-report", "--store", str(store_dir), "--format", "json"])
     assert result.exit_code == 0, result.output + repr(result.exception)

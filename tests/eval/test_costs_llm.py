@@ -46,7 +46,9 @@ def test_generative_adapter_ranks_distinct_candidates_only(tmp_path: Path) -> No
     folder = tmp_path / "ckpt"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_checkpoint_meta(folder, {"mode": "full", "base_model": "tiny", "vocab_size": len(tokenizer), "codes_version": "v1"})
+    write_checkpoint_meta(
+        folder, {"mode": "full", "base_model": "tiny", "vocab_size": len(tokenizer), "codes_version": "v1"}
+    )
 
     codes = {f"T{i}&&api": f"<a_{i // 3}><b_{i % 3}>" for i in range(9)}
     method = GenerativeMethod("toolweaver", folder, codes, num_beams=5, device="cpu")
@@ -64,12 +66,16 @@ def test_bench_decode_reports_all_variants(tmp_path: Path) -> None:
     import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("bench_decode", Path(__file__).resolve().parents[2] / "bench" / "decode.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_decode", Path(__file__).resolve().parents[2] / "bench" / "decode.py"
+    )
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "decode.json"
-    rows = bench.main(["--tools", "50", "--levels", "2", "--codebook", "8", "--queries", "3", "--device", "cpu", "--json", str(out)])
+    rows = bench.main(
+        ["--tools", "50", "--levels", "2", "--codebook", "8", "--queries", "3", "--device", "cpu", "--json", str(out)]
+    )
     assert [r["name"] for r in rows] == ["codes", "codes-unconstrained", "atomic", "atomic-unconstrained"]
     assert rows[0]["tokens_added"] == 2 * 8 + 1 and rows[2]["tokens_added"] == 50 + 1
     assert rows[0]["ratio_to_unconstrained"] > 0 and all(r["n_queries"] == 3 for r in rows)

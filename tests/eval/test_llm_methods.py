@@ -28,14 +28,20 @@ def _seen_folder(small_beir: Path, out: Path) -> tuple[Path, set[str]]:
     """A BEIR folder with the first N_SEEN corpus docs and the train queries that need only them."""
     corpus = (small_beir / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:N_SEEN]
     seen = {json.loads(line)["_id"] for line in corpus}
-    rows = [line.split("\t") for line in (small_beir / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    rows = [
+        line.split("\t") for line in (small_beir / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    ]
     by_query: dict[str, set[str]] = {}
     for qid, doc, _ in rows:
         by_query.setdefault(qid, set()).add(doc)
     keep = {q for q, docs in by_query.items() if docs <= seen}
     (out / "qrels").mkdir(parents=True)
     (out / "corpus.jsonl").write_text("\n".join(corpus) + "\n", encoding="utf-8")
-    queries = [line for line in (small_beir / "queries.jsonl").read_text(encoding="utf-8").splitlines() if json.loads(line)["_id"] in keep]
+    queries = [
+        line
+        for line in (small_beir / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(line)["_id"] in keep
+    ]
     (out / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
     lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, d, _ in rows if q in keep]
     (out / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -45,8 +51,11 @@ def _seen_folder(small_beir: Path, out: Path) -> tuple[Path, set[str]]:
 def _tiny_base(small_beir: Path, out: Path) -> str:
     from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
 
-    texts = [json.loads(line)["text"] for name in ("corpus.jsonl", "queries.jsonl")
-             for line in (small_beir / name).read_text(encoding="utf-8").splitlines()]
+    texts = [
+        json.loads(line)["text"]
+        for name in ("corpus.jsonl", "queries.jsonl")
+        for line in (small_beir / name).read_text(encoding="utf-8").splitlines()
+    ]
     tokenizer = tiny_tokenizer(texts, max_words=800)
     tiny_llama(len(tokenizer), hidden_size=32).save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -102,8 +111,17 @@ def trained(small_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="module")
 def evaluated(trained: dict, small_beir: Path) -> list[dict]:
     store = trained["store"]
-    args = ["evaluate", "--store", str(store.root), "--beir", str(small_beir), "--format", "json",
-            "--methods", "bm25,atomic,toolweaver,toolweaver-l0,toolweaver-init-random"]
+    args = [
+        "evaluate",
+        "--store",
+        str(store.root),
+        "--beir",
+        str(small_beir),
+        "--format",
+        "json",
+        "--methods",
+        "bm25,atomic,toolweaver,toolweaver-l0,toolweaver-init-random",
+    ]
     for method, checkpoint in trained["checkpoints"].items():
         args += ["--checkpoint", f"{method}={checkpoint}"]
     return json.loads(_cli(*args))
@@ -130,16 +148,22 @@ def test_every_method_id_is_evaluated(evaluated: list[dict]) -> None:
     methods = ("bm25", "atomic", "toolweaver", "toolweaver-l0", "toolweaver-init-random")
     assert {r["method"] for r in evaluated} == set(methods)
     for method in methods:
-        ndcg = {(r["setting"], r["convention"]): r for r in evaluated if r["method"] == method and r["metric"] == "ndcg@5"}
+        ndcg = {
+            (r["setting"], r["convention"]): r for r in evaluated if r["method"] == method and r["metric"] == "ndcg@5"
+        }
         assert set(ndcg) == {(s, c) for s in ("in-domain", "multi-domain") for c in ("standard", "toolgen")}
         for row in ndcg.values():
             assert row["n_queries"] == 100 and 0.0 <= row["value"] <= 1.0 and row["split"] == "test"
     # Each LLM row names the codes table version its codes were read at.
     versions = {r["method"]: json.loads(r["data_versions"])["codes"] for r in evaluated if r["method"] != "bm25"}
-    assert versions["toolweaver"] == versions["toolweaver-init-random"] == versions["atomic"] < versions["toolweaver-l0"]
+    assert (
+        versions["toolweaver"] == versions["toolweaver-init-random"] == versions["atomic"] < versions["toolweaver-l0"]
+    )
 
 
-def test_new_corpus_tools_are_coded_and_existing_codes_unchanged(trained: dict, evaluated: list[dict], small_beir: Path) -> None:
+def test_new_corpus_tools_are_coded_and_existing_codes_unchanged(
+    trained: dict, evaluated: list[dict], small_beir: Path
+) -> None:
     from tasks.evaluate import EvaluateConfig, checkpoint_codes, llm_codes, resolve_checkpoints
     from toolweaver.align.models import read_checkpoint_meta
     from toolweaver.eval.methods import MethodsConfig
@@ -157,7 +181,11 @@ def test_new_corpus_tools_are_coded_and_existing_codes_unchanged(trained: dict, 
     # The older (main) codes were extended in memory with the same rule: unique, old ones kept.
     config = EvaluateConfig(
         methods=("toolweaver", "atomic"),
-        method_configs=MethodsConfig(checkpoints=resolve_checkpoints(store, [f"{m}={trained['checkpoints'][m]}" for m in ("toolweaver", "atomic")])),
+        method_configs=MethodsConfig(
+            checkpoints=resolve_checkpoints(
+                store, [f"{m}={trained['checkpoints'][m]}" for m in ("toolweaver", "atomic")]
+            )
+        ),
     )
     codes = llm_codes(store, config, tool_ids)
     main = codes["toolweaver"].codes
@@ -172,7 +200,18 @@ def test_new_corpus_tools_are_coded_and_existing_codes_unchanged(trained: dict, 
 def test_a_checkpoint_of_the_wrong_scheme_is_refused(trained: dict, small_beir: Path) -> None:
     store, ckpt = trained["store"], trained["checkpoints"]
     result = CliRunner().invoke(
-        app, ["evaluate", "--store", str(store.root), "--beir", str(small_beir), "--methods", "toolweaver",
-              "--checkpoint", f"toolweaver={ckpt['atomic']}", "--no-ingest"],
+        app,
+        [
+            "evaluate",
+            "--store",
+            str(store.root),
+            "--beir",
+            str(small_beir),
+            "--methods",
+            "toolweaver",
+            "--checkpoint",
+            f"toolweaver={ckpt['atomic']}",
+            "--no-ingest",
+        ],
     )
     assert result.exit_code != 0 and "atomic tokens" in result.output

@@ -24,9 +24,11 @@ def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
     storage = Path(os.environ["PREFECT_HOME"]) / "storage"
-    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}):
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
+    with (
+        temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: storage}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        yield
 
 
 def _installed_bfcl() -> Path:
@@ -104,7 +106,7 @@ TINY_RQVAE = {
 
 
 @pytest.fixture(scope="session")
-def tiny_profile(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - tasks.profiles.Profile
+def tiny_profile(tmp_path_factory: pytest.TempPathFactory):
     """A profile for flow tests: real MiniLM embeddings, a tiny RQ-VAE, a 2-layer Llama
     built in code (saved as a model folder), 2 LoRA steps, BM25 + the tuned model."""
     from tasks.finetune import FinetuneConfig
@@ -168,7 +170,7 @@ def write_tool_files(folder: Path, files: dict[str, bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def memorizing_profile(tmp_path_factory: pytest.TempPathFactory, one_api_tool_files: dict[str, bytes]):  # noqa: ANN201
+def memorizing_profile(tmp_path_factory: pytest.TempPathFactory, one_api_tool_files: dict[str, bytes]):
     """A profile whose tiny model really memorizes codes (settings of tests/align/test_train.py:
     64-wide Llama with weights scaled to std 0.2, LoRA r 8, constant lr 5e-3), with a
     tokenizer that knows the words of the BFCL subset and of every tool file used."""
@@ -194,8 +196,15 @@ def memorizing_profile(tmp_path_factory: pytest.TempPathFactory, one_api_tool_fi
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     train = TrainConfig(
-        max_steps=300, batch_size=10, lr=5e-3, schedule="constant", lora_r=8, lora_alpha=32,
-        max_grad_norm=None, save_every=100, device="cpu",
+        max_steps=300,
+        batch_size=10,
+        lr=5e-3,
+        schedule="constant",
+        lora_r=8,
+        lora_alpha=32,
+        max_grad_norm=None,
+        save_every=100,
+        device="cpu",
     )
     return Profile(
         name="test-memorize",

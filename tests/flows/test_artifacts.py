@@ -35,7 +35,7 @@ def test_progress_total_must_be_positive() -> None:
         ProgressArtifact("x", total=0)
 
 
-def test_summary_markdown_lists_tables_and_sql(tmp_path) -> None:  # noqa: ANN001
+def test_summary_markdown_lists_tables_and_sql(tmp_path) -> None:
     from tasks.core import StageResult, TableVersion
     from tasks.prefect_tasks import BuildConfig, resolve_plan, summary_markdown
     from tasks.profiles import QUICK

@@ -22,7 +22,7 @@ PIPELINE = ["ingest", "embed", "cousage", "codes", "datasets", "finetune-memoriz
 
 
 @pytest.fixture()
-def config(tiny_profile, store_dir: Path, bfcl_subset: Path):  # noqa: ANN001, ANN201
+def config(tiny_profile, store_dir: Path, bfcl_subset: Path):
     """`config(**run_options)` -> a BuildConfig of the tiny profile over this test's data and store."""
     from tasks.core import SourceSpec
     from tasks.prefect_tasks import BuildConfig, RunOptions
@@ -36,13 +36,13 @@ def config(tiny_profile, store_dir: Path, bfcl_subset: Path):  # noqa: ANN001, A
     return make
 
 
-def test_pipeline_order_matches_the_plan(config) -> None:  # noqa: ANN001
+def test_pipeline_order_matches_the_plan(config) -> None:
     from tasks.prefect_tasks import planned_stages, resolve_plan
 
     assert planned_stages(resolve_plan(config())) == PIPELINE
 
 
-def _run(flow, *args):  # noqa: ANN001, ANN202
+def _run(flow, *args):
     state = flow(*args, return_state=True)
     assert state.is_completed(), f"flow run failed: {state.message}"
     states = stage_states(state.state_details.flow_run_id)
@@ -63,7 +63,7 @@ QUICK_FAILURES = {"codes"}
 @pytest.mark.parametrize(
     "failing", [s if s in QUICK_FAILURES else pytest.param(s, marks=pytest.mark.slow) for s in PIPELINE]
 )
-def test_resume_recomputes_only_the_failed_stage_and_after(failing: str, config) -> None:  # noqa: ANN001
+def test_resume_recomputes_only_the_failed_stage_and_after(failing: str, config) -> None:
     from flows.build import build
     from tasks.core import InjectedFailure
 
@@ -74,7 +74,7 @@ def test_resume_recomputes_only_the_failed_stage_and_after(failing: str, config)
     assert states == {s: ("Cached" if i < k else "Completed") for i, s in enumerate(PIPELINE)}
 
 
-def test_idle_rebuild_is_all_cached_then_force_recomputes_the_named_stage(config, store_dir: Path) -> None:  # noqa: ANN001
+def test_idle_rebuild_is_all_cached_then_force_recomputes_the_named_stage(config, store_dir: Path) -> None:
     from flows.build import build
     from flows.catalog import rebuild
 
@@ -92,7 +92,7 @@ def test_idle_rebuild_is_all_cached_then_force_recomputes_the_named_stage(config
     assert _versions(store_dir) == before
 
 
-def test_changed_bytes_at_the_same_path_recompute_downstream(config, store_dir: Path, bfcl_subset: Path) -> None:  # noqa: ANN001
+def test_changed_bytes_at_the_same_path_recompute_downstream(config, store_dir: Path, bfcl_subset: Path) -> None:
     from flows.build import build
 
     first, _ = _run(build, config())
@@ -117,7 +117,7 @@ def test_changed_bytes_at_the_same_path_recompute_downstream(config, store_dir: 
     _assert_retention_kept_what_is_in_use(store_dir, first, second)
 
 
-def _assert_training_progress_artifact(result) -> None:  # noqa: ANN001 - BuildResult
+def _assert_training_progress_artifact(result) -> None:
     """The fine-tuning task published a progress artifact and left it at 100%."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -133,15 +133,15 @@ def _assert_training_progress_artifact(result) -> None:  # noqa: ANN001 - BuildR
     assert f"of {tuned.facts['steps']}" in (latest.description or "")
 
 
-def _assert_retention_kept_what_is_in_use(store_dir: Path, first, second) -> None:  # noqa: ANN001 - BuildResults
+def _assert_retention_kept_what_is_in_use(store_dir: Path, first, second) -> None:
     """After the retention of the second build: the first build's model folder is pruned
     (row kept, present = false), the examples it was trained on are vacuumed, and the
     tools version the (still current) tokenizer was trained on stays readable."""
     from storage import Store
 
     store = Store(root=store_dir)
-    (old_model,) = [r for r in first.stages if r.stage == "finetune-memorization"][0].checkpoints
-    (new_model,) = [r for r in second.stages if r.stage == "finetune-memorization"][0].checkpoints
+    (old_model,) = next(r for r in first.stages if r.stage == "finetune-memorization").checkpoints
+    (new_model,) = next(r for r in second.stages if r.stage == "finetune-memorization").checkpoints
     present = {r["checkpoint_id"]: r["present"] for r in store.checkpoints().to_pylist()}
     assert present[old_model] is False and present[new_model] is True
     old_examples = first.stages[4].table("sft_examples").version
@@ -153,7 +153,7 @@ def _assert_retention_kept_what_is_in_use(store_dir: Path, first, second) -> Non
 
 
 @pytest.mark.slow
-def test_wiped_store_is_rebuilt_not_served_from_cache(config, store_dir: Path) -> None:  # noqa: ANN001
+def test_wiped_store_is_rebuilt_not_served_from_cache(config, store_dir: Path) -> None:
     from flows.build import build
     from tasks.prefect_tasks import STAGES
 
@@ -167,7 +167,7 @@ def test_wiped_store_is_rebuilt_not_served_from_cache(config, store_dir: Path) -
     assert second.stages[0].table("tools").digest == first.stages[0].table("tools").digest
 
 
-def test_unknown_stage_names_are_rejected(config) -> None:  # noqa: ANN001
+def test_unknown_stage_names_are_rejected(config) -> None:
     from tasks.prefect_tasks import resolve_plan
 
     with pytest.raises(ValueError, match="unknown stage"):

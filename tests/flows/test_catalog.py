@@ -24,7 +24,13 @@ def _catalog_events(key: str, expected: int) -> list[dict]:
             response = client.request(
                 "POST",
                 "/events/filter",
-                json={"filter": {"event": {"name": ["toolweaver.catalog.changed"]}, "any_resource": {"id": [f"toolweaver.catalog.{key}"]}}, "limit": 50},
+                json={
+                    "filter": {
+                        "event": {"name": ["toolweaver.catalog.changed"]},
+                        "any_resource": {"id": [f"toolweaver.catalog.{key}"]},
+                    },
+                    "limit": 50,
+                },
             )
             events = response.json()["events"]
             if len(events) >= expected:

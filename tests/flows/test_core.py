@@ -101,7 +101,9 @@ def test_stage_result_digest_ignores_version_numbers() -> None:
 
 
 def test_stage_result_round_trips_through_json() -> None:
-    r = StageResult(stage="s", tables=(TableVersion(table="t", version=1, digest="d", rows=2),), checkpoints=("c",), facts={"n": 3})
+    r = StageResult(
+        stage="s", tables=(TableVersion(table="t", version=1, digest="d", rows=2),), checkpoints=("c",), facts={"n": 3}
+    )
     assert StageResult.model_validate_json(r.model_dump_json()) == r
 
 

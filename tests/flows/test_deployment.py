@@ -109,9 +109,11 @@ class Cluster:
 
     def cli(self, *args: str, timeout_s: float = 300) -> str:
         done = subprocess.run(
-            [PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout_s
+            [PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout_s, check=False
         )
-        assert done.returncode == 0, f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{self.logs()}"
+        assert done.returncode == 0, (
+            f"prefect {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{self.logs()}"
+        )
         return done.stdout
 
     def wait_healthy(self, timeout_s: float = 180) -> None:
@@ -133,7 +135,15 @@ class Cluster:
 
     def run_deployment(self, name: str, params: dict, *, watch: bool = True, timeout_s: float = 600) -> dict:
         """`prefect deployment run NAME --params ...` (--watch: until it ends); the flow run."""
-        out = self.cli("deployment", "run", name, "--params", json.dumps(params), *(["--watch"] if watch else []), timeout_s=timeout_s)
+        out = self.cli(
+            "deployment",
+            "run",
+            name,
+            "--params",
+            json.dumps(params),
+            *(["--watch"] if watch else []),
+            timeout_s=timeout_s,
+        )
         match = UUID_RE.search(out)
         assert match, out
         return self.flow_run(match.group(1))
@@ -152,7 +162,9 @@ class Cluster:
         response.raise_for_status()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.tmp.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.tmp.glob("*.log"))
+        )
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -215,7 +227,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-def test_deploy_all_and_run_build_then_catalog_event(deployed: Cluster, tmp_path: Path, tiny_profile) -> None:  # noqa: ANN001
+def test_deploy_all_and_run_build_then_catalog_event(deployed: Cluster, tmp_path: Path, tiny_profile) -> None:
     from storage import Store
     from tasks.prefect_tasks import BuildConfig, planned_stages, resolve_plan
 
@@ -232,7 +244,9 @@ def test_deploy_all_and_run_build_then_catalog_event(deployed: Cluster, tmp_path
     assert tables["tools"].rows > 0 and tables["queries"].rows > 0, tables
     artifacts = c.post("/artifacts/filter", {"artifacts": {"key": {"any_": ["toolweaver-build-summary"]}}})
     assert artifacts and "toolweaver sql" in artifacts[0]["data"]
-    progress = c.post("/artifacts/filter", {"artifacts": {"key": {"any_": ["toolweaver-finetune-memorization-progress"]}}})
+    progress = c.post(
+        "/artifacts/filter", {"artifacts": {"key": {"any_": ["toolweaver-finetune-memorization-progress"]}}}
+    )
     assert progress and progress[0]["type"] == "progress" and float(progress[0]["data"]) == 100.0
 
     # Event path: the sensor sees a new catalog and the trigger starts the rebuild.
@@ -273,12 +287,16 @@ def _first_llm_checkpoint(store: Path, run: dict, c: Cluster, timeout_s: float) 
         if (store / "tables" / "checkpoints").is_dir() and Store(root=store).checkpoints(kind="llm").num_rows:
             return
         state = c.flow_run(run["id"])["state"]["type"]
-        assert state in {"SCHEDULED", "PENDING", "RUNNING"}, f"build ended ({state}) before any training checkpoint:\n{c.logs()}"
+        assert state in {"SCHEDULED", "PENDING", "RUNNING"}, (
+            f"build ended ({state}) before any training checkpoint:\n{c.logs()}"
+        )
         time.sleep(0.2)
     raise TimeoutError(f"no training checkpoint after {timeout_s}s:\n{c.logs()}")
 
 
-def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(deployed: Cluster, tmp_path: Path, tiny_profile) -> None:  # noqa: ANN001
+def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(
+    deployed: Cluster, tmp_path: Path, tiny_profile
+) -> None:
     from storage import Store
     from toolweaver.align.train import TrainConfig
 
@@ -288,7 +306,11 @@ def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(deployed: C
     # Long enough to be caught training: 200 steps, a checkpoint every 10.
     train = TrainConfig(max_steps=200, batch_size=8, save_every=10, keep_last=2, device="cpu")
     profile = tiny_profile.model_copy(update={"finetune": tiny_profile.finetune.model_copy(update={"train": train})})
-    config = {"profile": profile.model_dump(mode="json"), "sources": [{"source": "bfcl", "path": str(data)}], "store": str(store)}
+    config = {
+        "profile": profile.model_dump(mode="json"),
+        "sources": [{"source": "bfcl", "path": str(data)}],
+        "store": str(store),
+    }
 
     killed = c.run_deployment("build/build", {"config": config}, watch=False)
     _first_llm_checkpoint(store, killed, c, timeout_s=400)
@@ -306,7 +328,7 @@ def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(deployed: C
         steps_by_run.setdefault(row["run_id"], []).append(row["step"])
     first, second = sorted(steps_by_run.values(), key=min)
     checkpoints = st.checkpoints(kind="llm").to_pylist()
-    killed_run = [r for r, steps in steps_by_run.items() if steps is first][0]
+    killed_run = next(r for r, steps in steps_by_run.items() if steps is first)
     last_saved = max(json.loads(r["meta"])["step"] for r in checkpoints if r["run_id"] == killed_run)
     # The new run started right after the last checkpoint the killed one registered and
     # ran only the remaining optimizer steps.
@@ -320,7 +342,7 @@ def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(deployed: C
 
 
 def test_twenty_new_tool_files_trigger_an_incremental_rebuild(
-    deployed: Cluster, tmp_path: Path, memorizing_profile, one_api_tool_files  # noqa: ANN001
+    deployed: Cluster, tmp_path: Path, memorizing_profile, one_api_tool_files
 ) -> None:
     from storage import Store
     from tests.flows.test_update import codes_of, memorization_prompts, top5
@@ -344,7 +366,9 @@ def test_twenty_new_tool_files_trigger_an_incremental_rebuild(
     first = sense_and_rebuild()  # the first look at a catalog counts as a change: a full build
     st = Store(root=store)
     old_codes, old_vectors = codes_of(store), st.latest("embeddings").rows
-    (base_model,) = [r["checkpoint_id"] for r in st.checkpoints(kind="llm").to_pylist() if json.loads(r["meta"])["step"] == 300]
+    (base_model,) = [
+        r["checkpoint_id"] for r in st.checkpoints(kind="llm").to_pylist() if json.loads(r["meta"])["step"] == 300
+    ]
 
     write_tool_files(watched, {n: one_api_tool_files[n] for n in names[N_BASE_TOOLBENCH:]})
     second = sense_and_rebuild()
@@ -375,17 +399,29 @@ BUILD_SCRIPT = (
 )
 
 
-def test_two_builds_started_together_leave_the_store_consistent(deployed: Cluster, tmp_path: Path, tiny_profile) -> None:  # noqa: ANN001
+def test_two_builds_started_together_leave_the_store_consistent(
+    deployed: Cluster, tmp_path: Path, tiny_profile
+) -> None:
     c = deployed
     store = tmp_path / "store"
     data = write_bfcl_subset(tmp_path / "bfcl", lines=25)
-    config = {"profile": tiny_profile.model_dump(mode="json"), "sources": [{"source": "bfcl", "path": str(data)}], "store": str(store)}
+    config = {
+        "profile": tiny_profile.model_dump(mode="json"),
+        "sources": [{"source": "bfcl", "path": str(data)}],
+        "store": str(store),
+    }
     procs = []
     for i in range(2):
         log = (tmp_path / f"build-{i}.log").open("wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", BUILD_SCRIPT, json.dumps(config)], cwd=ROOT, env=c.env, stdout=log, stderr=subprocess.STDOUT
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", BUILD_SCRIPT, json.dumps(config)],
+                cwd=ROOT,
+                env=c.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     try:
         codes = [p.wait(timeout=600) for p in procs]
     finally:
@@ -418,10 +454,21 @@ def assert_store_consistent(root: Path) -> None:
                 if ref.table != "lineage":
                     row = mirrored[(ref.table, info.version)]
                     assert (row["digest"], row["rows"]) == (info.lineage.digest, info.lineage.rows)
-    written = {(ref.table, v.version) for ref in st.tables() if ref.table != "lineage" for v in st.history(ref.table) if v.lineage}
+    written = {
+        (ref.table, v.version)
+        for ref in st.tables()
+        if ref.table != "lineage"
+        for v in st.history(ref.table)
+        if v.lineage
+    }
     assert set(mirrored) == written
-    for table, key in (("embeddings", ("doc_hash", "model_id")), ("codes", ("tool_id",)), ("checkpoints", ("checkpoint_id",)),
-                       ("tools", ("tool_id",)), ("sft_examples", ("example_id",))):
+    for table, key in (
+        ("embeddings", ("doc_hash", "model_id")),
+        ("codes", ("tool_id",)),
+        ("checkpoints", ("checkpoint_id",)),
+        ("tools", ("tool_id",)),
+        ("sft_examples", ("example_id",)),
+    ):
         rows = st.read(table, columns=list(key)).to_pylist()
         keys = [tuple(r[k] for k in key) for r in rows]
         assert len(keys) == len(set(keys)), f"{table}: a {key} is stored twice"

@@ -19,7 +19,7 @@ def deployments() -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in spec["deployments"]}
 
 
-def _flow(entrypoint: str):  # noqa: ANN202
+def _flow(entrypoint: str):
     from prefect.flows import load_flow_from_entrypoint
 
     return load_flow_from_entrypoint(entrypoint)

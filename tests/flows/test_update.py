@@ -44,13 +44,17 @@ def top5(store: Path, query: str) -> list[str]:
     """`toolweaver retrieve` (constrained decoding with the newest checkpoint): top-5 tool ids."""
     from flows.cli import app
 
-    out = CliRunner().invoke(app, ["retrieve", query, "--top-k", "5", "--store", str(store), "--device", "cpu", "--format", "json"])
+    out = CliRunner().invoke(
+        app, ["retrieve", query, "--top-k", "5", "--store", str(store), "--device", "cpu", "--format", "json"]
+    )
     assert out.exit_code == 0, out.output
     return [row["tool_id"] for row in json.loads(out.stdout)]
 
 
 @pytest.mark.slow
-def test_added_tools_continue_the_last_model(tmp_path: Path, memorizing_profile, one_api_tool_files, bfcl_subset) -> None:  # noqa: ANN001
+def test_added_tools_continue_the_last_model(
+    tmp_path: Path, memorizing_profile, one_api_tool_files, bfcl_subset
+) -> None:
     from flows.build import build
     from flows.catalog import rebuild
     from tasks.core import SourceSpec
@@ -64,7 +68,7 @@ def test_added_tools_continue_the_last_model(tmp_path: Path, memorizing_profile,
     config = BuildConfig(store=str(store), profile=memorizing_profile, sources=sources)
     first = build(config)
     old_codes = codes_of(store)
-    (first_model,) = [r for r in first.stages if r.stage == "finetune-memorization"][0].checkpoints
+    (first_model,) = next(r for r in first.stages if r.stage == "finetune-memorization").checkpoints
 
     write_tool_files(watched, {n: one_api_tool_files[n] for n in names[N_BASE_TOOLBENCH:]})
     state = rebuild(config, "digest-after-adding-20", return_state=True)

@@ -16,17 +16,35 @@ from toolweaver.align.models import CHECKPOINT_META
 
 
 def _codes(store: Store, n: int, version: str = "rqvae-1", mode: str = "overwrite") -> None:
-    rows = [{"tool_id": f"t{i}", "levels": [i // 4, i % 4], "code": f"<a_{i // 4}><b_{i % 4}>", "codes_version": version} for i in range(n)]
+    rows = [
+        {"tool_id": f"t{i}", "levels": [i // 4, i % 4], "code": f"<a_{i // 4}><b_{i % 4}>", "codes_version": version}
+        for i in range(n)
+    ]
     store.write("codes", pa.Table.from_pylist(rows, schema=SCHEMAS["codes"]), mode=mode)
 
 
 def _examples(store: Store, n: int) -> None:
     def conv(i: int, stage: str) -> str:
-        return json.dumps([{"role": "user", "content": f"doc {i}", "loss": False},
-                           {"role": "assistant", "content": f"<a_{i // 4}> <b_{i % 4}>", "loss": True}])
+        return json.dumps(
+            [
+                {"role": "user", "content": f"doc {i}", "loss": False},
+                {"role": "assistant", "content": f"<a_{i // 4}> <b_{i % 4}>", "loss": True},
+            ]
+        )
 
-    rows = [{"example_id": f"{stage}/t{i}", "stage": stage, "split": "train", "source": "s", "query_id": None,
-             "conversations": conv(i, stage), "n_tools": 1} for i in range(n) for stage in ("memorization", "retrieval")]
+    rows = [
+        {
+            "example_id": f"{stage}/t{i}",
+            "stage": stage,
+            "split": "train",
+            "source": "s",
+            "query_id": None,
+            "conversations": conv(i, stage),
+            "n_tools": 1,
+        }
+        for i in range(n)
+        for stage in ("memorization", "retrieval")
+    ]
     store.write(SFT_EXAMPLES, pa.Table.from_pylist(rows, schema=SFT_EXAMPLES_SCHEMA))
 
 
@@ -34,12 +52,38 @@ def _model(store: Store, tmp: Path, *, base: str = "tiny", final: bool = True, v
     """A registered final llm checkpoint whose training metrics read the current codes."""
     folder = tmp / f"model-{base}-{final}"
     folder.mkdir()
-    meta = {"stage": "memorization", "final": final, "base_model": base, "codes_version": version, "step": 3, "mode": "lora"}
+    meta = {
+        "stage": "memorization",
+        "final": final,
+        "base_model": base,
+        "codes_version": version,
+        "step": 3,
+        "mode": "lora",
+    }
     (folder / CHECKPOINT_META).write_text(json.dumps(meta))
-    metrics = [{"run_id": "r", "config_hash": f"h-{base}-{final}", "stage": "memorization", "step": 3, "epoch": 0, "loss": 1.0,
-                "lr": 1e-3, "grad_norm": 1.0, "tokens": 1, "loss_tokens": 1, "step_s": 0.1, "tokens_per_s": 10.0}]
-    store.write(TRAIN_METRICS, pa.Table.from_pylist(metrics, schema=TRAIN_METRICS_SCHEMA), mode="append",
-                config_hash=f"h-{base}-{final}", inputs=[store.latest(SFT_EXAMPLES), store.latest("codes")])
+    metrics = [
+        {
+            "run_id": "r",
+            "config_hash": f"h-{base}-{final}",
+            "stage": "memorization",
+            "step": 3,
+            "epoch": 0,
+            "loss": 1.0,
+            "lr": 1e-3,
+            "grad_norm": 1.0,
+            "tokens": 1,
+            "loss_tokens": 1,
+            "step_s": 0.1,
+            "tokens_per_s": 10.0,
+        }
+    ]
+    store.write(
+        TRAIN_METRICS,
+        pa.Table.from_pylist(metrics, schema=TRAIN_METRICS_SCHEMA),
+        mode="append",
+        config_hash=f"h-{base}-{final}",
+        inputs=[store.latest(SFT_EXAMPLES), store.latest("codes")],
+    )
     return store.register_checkpoint("llm", folder, config_hash=f"h-{base}-{final}", meta=meta)
 
 
@@ -67,7 +111,12 @@ def test_update_set_is_new_examples_plus_seeded_replay(store_dir: Path, ratio: f
     _examples(store, 12)
     new = {f"t{i}": f"<a_{i // 4}><b_{i % 4}>" for i in (8, 9, 10, 11)}
     ref, counts = write_update_examples(store, new, UpdateConfig(replay_ratio=ratio, seed=1))
-    assert counts == {"memorization.new": 4, "memorization.replay": replayed, "retrieval.new": 4, "retrieval.replay": replayed}
+    assert counts == {
+        "memorization.new": 4,
+        "memorization.replay": replayed,
+        "retrieval.new": 4,
+        "retrieval.replay": replayed,
+    }
     rows = store.read(SFT_UPDATE, version=ref.version).to_pylist()
     ids = {r["example_id"] for r in rows}
     assert {f"{s}/t{i}" for s in ("memorization", "retrieval") for i in (8, 9, 10, 11)} <= ids

@@ -46,8 +46,15 @@ def good_toolbench(root: Path) -> Path:
             "query_id": 7,
             "relevant APIs": [["Stocks", "Quote"], ["Weather API", "Forecast"]],
             "api_list": [
-                {"category_name": "Finance", "tool_name": "Stocks", "api_name": "Quote", "api_description": "Latest quote",
-                 "required_parameters": [], "optional_parameters": [], "method": "GET"},
+                {
+                    "category_name": "Finance",
+                    "tool_name": "Stocks",
+                    "api_name": "Quote",
+                    "api_description": "Latest quote",
+                    "required_parameters": [],
+                    "optional_parameters": [],
+                    "method": "GET",
+                },
             ],
         }
     ]
@@ -59,10 +66,22 @@ def good_toolbench(root: Path) -> Path:
                 [{"role": "user", "content": "q"}],
                 [
                     {"role": "user", "content": "q"},
-                    {"role": "assistant", "content": None, "function_call": {"name": "quote_for_stocks", "arguments": "{}"}},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "function_call": {"name": "quote_for_stocks", "arguments": "{}"},
+                    },
                     {"role": "function", "name": "quote_for_stocks", "content": "{}"},
-                    {"role": "assistant", "content": None, "function_call": {"name": "forecast_for_weather_api", "arguments": "{}"}},
-                    {"role": "assistant", "content": None, "function_call": {"name": "nosuch_for_nowhere", "arguments": "{}"}},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "function_call": {"name": "forecast_for_weather_api", "arguments": "{}"},
+                    },
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "function_call": {"name": "nosuch_for_nowhere", "arguments": "{}"},
+                    },
                     {"role": "assistant", "content": None, "function_call": {"name": "Finish", "arguments": "{}"}},
                 ],
             ],

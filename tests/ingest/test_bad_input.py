@@ -35,7 +35,9 @@ def bad_corpus(root: Path) -> Path:
     (tools / "Finance" / "api.py").write_text("raise SystemExit('api.py must never run')\n")
     (tools / "Broken").mkdir(parents=True)
     (tools / "Broken" / "truncated.json").write_text('{"tool_name": "Cut", "api_list": [{"name": "A", "desc')
-    (tools / "Broken" / "latin1.json").write_bytes(json.dumps(tool_file("Caf\u00e9", [api("A")]), ensure_ascii=False).encode("latin-1"))
+    (tools / "Broken" / "latin1.json").write_bytes(
+        json.dumps(tool_file("Caf\u00e9", [api("A")]), ensure_ascii=False).encode("latin-1")
+    )
     write_json(tools / "Broken" / "wrongtype.json", {"tool_name": "W", "api_list": "not a list"})
     write_json(tools / "Broken" / "noname.json", {"api_list": [api("A")]})
     write_json(tools / "Broken" / "nultool.json", tool_file("Bad\x00Tool", [api("A")]))
@@ -89,7 +91,17 @@ def test_cli_prints_counts_per_reason_and_strict_exits_non_zero(tmp_path: Path) 
 
     corpus = bad_corpus(tmp_path / "bad")
     runner = CliRunner()
-    args = ["ingest", "--source", "toolbench", "--path", str(corpus), "--store", str(tmp_path / "store"), "--format", "json"]
+    args = [
+        "ingest",
+        "--source",
+        "toolbench",
+        "--path",
+        str(corpus),
+        "--store",
+        str(tmp_path / "store"),
+        "--format",
+        "json",
+    ]
     strict = runner.invoke(app, [*args, "--strict"])
     assert strict.exit_code == 2, strict.output
     assert not (tmp_path / "store" / "tools").exists()

@@ -23,7 +23,9 @@ def test_toolbench_folder_tools_queries_qrels_and_trajectory(tmp_path: Path) -> 
     quote = next(t for t in result.tools if t.origin == "data/toolenv/tools/Finance/stocks.json#api_list[0]")
     assert quote.category == "Finance"  # the parent folder
     assert quote.doc_hash == sha256_hex(quote.doc_text)
-    assert quote.doc_text == doc_text("Stocks", "Quote", "Latest quote", canonical_json({"required": [], "optional": []}))
+    assert quote.doc_text == doc_text(
+        "Stocks", "Quote", "Latest quote", canonical_json({"required": [], "optional": []})
+    )
     assert [q.query_id for q in result.queries] == ["toolbench/G1/7", "toolbench/G1/7"]  # instruction + answer
     assert {(q.query_id, q.tool_id) for q in result.qrels} == {
         ("toolbench/G1/7", "Stocks&&Quote"),
@@ -67,7 +69,9 @@ def test_toolbench_ambiguous_call_is_quarantined(tmp_path: Path) -> None:
 
 def test_toolbench_archive_member_names_are_only_labels(tmp_path: Path) -> None:
     doc = json.dumps(tool_file("Evil", [api("Run")])).encode()
-    archive = add_to_tar(tmp_path / "evil.tar.gz", {"../../etc/x.json": doc, "tools/Cat/api.py": b"raise SystemExit(1)"})
+    archive = add_to_tar(
+        tmp_path / "evil.tar.gz", {"../../etc/x.json": doc, "tools/Cat/api.py": b"raise SystemExit(1)"}
+    )
     result = toolbench.parse(archive)
     assert [t.tool_id for t in result.tools] == ["Evil&&Run"]
     assert result.tools[0].category == "etc"
@@ -77,9 +81,19 @@ def test_toolbench_archive_member_names_are_only_labels(tmp_path: Path) -> None:
 def test_stabletoolbench_groups_and_split(tmp_path: Path) -> None:
     folder = tmp_path / "stb" / "solvable_queries" / "test_instruction"
     item = {
-        "query": "q", "query_id": 3, "relevant APIs": [["T", "A"]],
-        "api_list": [{"category_name": "C", "tool_name": "T", "api_name": "A", "api_description": "d",
-                      "required_parameters": [], "optional_parameters": []}],
+        "query": "q",
+        "query_id": 3,
+        "relevant APIs": [["T", "A"]],
+        "api_list": [
+            {
+                "category_name": "C",
+                "tool_name": "T",
+                "api_name": "A",
+                "api_description": "d",
+                "required_parameters": [],
+                "optional_parameters": [],
+            }
+        ],
     }
     write_json(folder / "G1_tool.json", [item])
     write_json(folder / "G2_category.json", [item])
@@ -94,15 +108,22 @@ def test_stabletoolbench_groups_and_split(tmp_path: Path) -> None:
 
 def _beir(root: Path) -> Path:
     corpus = [
-        {"_id": "0", "title": "", "text": 'category_name:Food, tool_name:Recipes, Inc, api_name:Suggest, '
-         'api_description:Get, suggestions, required_params: [{"name": "q"}], optional_params: [], return_schema: {}'},
+        {
+            "_id": "0",
+            "title": "",
+            "text": "category_name:Food, tool_name:Recipes, Inc, api_name:Suggest, "
+            'api_description:Get, suggestions, required_params: [{"name": "q"}], '
+            "optional_params: [], return_schema: {}",
+        },
         {"_id": "1", "title": "Plain", "text": "a doc without the ToolLens shape"},
     ]
     (root / "qrels").mkdir(parents=True)
     (root / "corpus.jsonl").write_text("\n".join(json.dumps(c) for c in corpus) + "\n")
     queries = [{"_id": "q1", "text": "find recipes"}, {"_id": "q2", "text": "plain"}, {"_id": "q3", "text": "nothing"}]
     (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
-    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\t0\t1\nq1\t0\t1\nq1\t1\t1\nq2\t1\t2\nq2\t9\t1\n")
+    (root / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\t0\t1\nq1\t0\t1\nq1\t1\t1\nq2\t1\t2\nq2\t9\t1\n"
+    )
     (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\t1\t1\n")
     return root
 
@@ -115,7 +136,10 @@ def test_beir_parses_toollens_text_and_splits(tmp_path: Path) -> None:
     assert (parsed.category, parsed.description) == ("Food", "Get, suggestions")
     assert json.loads(parsed.parameters) == {"required": [{"name": "q"}], "optional": []}
     assert sorted((q.query_id, q.split) for q in result.queries) == [
-        ("beir/test/q1", "test"), ("beir/train/q1", "train"), ("beir/train/q2", "train"), ("beir/unlabelled/q3", "unlabelled"),
+        ("beir/test/q1", "test"),
+        ("beir/train/q1", "train"),
+        ("beir/train/q2", "train"),
+        ("beir/unlabelled/q3", "unlabelled"),
     ]
     assert sorted((q.query_id, q.tool_id, q.relevance) for q in result.qrels) == [
         ("beir/test/q1", "Plain&&1", 1),
@@ -130,13 +154,30 @@ def test_beir_parses_toollens_text_and_splits(tmp_path: Path) -> None:
 def _bfcl(root: Path) -> Path:
     doc = {"name": "math.stats.mean", "description": "Mean", "parameters": {"type": "dict", "properties": {}}}
     lines = {
-        "BFCL_v4_simple_python.json": [{"id": "simple_python_0", "question": [[{"role": "user", "content": "mean?"}]],
-                                        "function": [doc, {"name": "plain", "description": "p"}]}],
-        "BFCL_v4_multi_turn_base.json": [{"id": "multi_turn_base_0", "involved_classes": ["FS"],
-                                          "question": [[{"role": "user", "content": "go"}], [{"role": "user", "content": "list"}]]}],
-        "possible_answer/BFCL_v4_simple_python.json": [{"id": "simple_python_0", "ground_truth": [{"math.stats.mean": {"x": [1]}}]}],
-        "possible_answer/BFCL_v4_multi_turn_base.json": [{"id": "multi_turn_base_0", "ground_truth": [["cd(folder='a')", "ls()"], ["cd(folder='..')"]]}],
-        "multi_turn_func_doc/file_system.json": [{"name": "cd", "description": "change dir"}, {"name": "ls", "description": "list"}],
+        "BFCL_v4_simple_python.json": [
+            {
+                "id": "simple_python_0",
+                "question": [[{"role": "user", "content": "mean?"}]],
+                "function": [doc, {"name": "plain", "description": "p"}],
+            }
+        ],
+        "BFCL_v4_multi_turn_base.json": [
+            {
+                "id": "multi_turn_base_0",
+                "involved_classes": ["FS"],
+                "question": [[{"role": "user", "content": "go"}], [{"role": "user", "content": "list"}]],
+            }
+        ],
+        "possible_answer/BFCL_v4_simple_python.json": [
+            {"id": "simple_python_0", "ground_truth": [{"math.stats.mean": {"x": [1]}}]}
+        ],
+        "possible_answer/BFCL_v4_multi_turn_base.json": [
+            {"id": "multi_turn_base_0", "ground_truth": [["cd(folder='a')", "ls()"], ["cd(folder='..')"]]}
+        ],
+        "multi_turn_func_doc/file_system.json": [
+            {"name": "cd", "description": "change dir"},
+            {"name": "ls", "description": "list"},
+        ],
     }
     for rel, items in lines.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -147,16 +188,29 @@ def _bfcl(root: Path) -> Path:
 def test_bfcl_names_queries_qrels_trajectories(tmp_path: Path) -> None:
     result = bfcl.parse(_bfcl(tmp_path / "data"))
     assert {(t.tool_name, t.api_name, t.category) for t in result.tools} == {
-        ("math.stats", "mean", "simple_python"), ("bfcl", "plain", "simple_python"),
-        ("bfcl", "cd", "file_system"), ("bfcl", "ls", "file_system"),
+        ("math.stats", "mean", "simple_python"),
+        ("bfcl", "plain", "simple_python"),
+        ("bfcl", "cd", "file_system"),
+        ("bfcl", "ls", "file_system"),
     }
-    assert sorted(q.query_id for q in result.queries) == ["bfcl/multi_turn_base/multi_turn_base_0", "bfcl/simple_python/simple_python_0"]
+    assert sorted(q.query_id for q in result.queries) == [
+        "bfcl/multi_turn_base/multi_turn_base_0",
+        "bfcl/simple_python/simple_python_0",
+    ]
     assert sorted((q.query_id.split("/")[1], q.tool_id) for q in result.qrels) == [
-        ("multi_turn_base", "bfcl&&cd"), ("multi_turn_base", "bfcl&&ls"), ("simple_python", "math.stats&&mean"),
+        ("multi_turn_base", "bfcl&&cd"),
+        ("multi_turn_base", "bfcl&&ls"),
+        ("simple_python", "math.stats&&mean"),
     ]
     (trajectory,) = result.trajectories
     assert trajectory.tool_ids == ("bfcl&&cd", "bfcl&&ls", "bfcl&&cd")
-    assert [m["role"] for m in json.loads(trajectory.messages)] == ["user", "assistant", "assistant", "user", "assistant"]
+    assert [m["role"] for m in json.loads(trajectory.messages)] == [
+        "user",
+        "assistant",
+        "assistant",
+        "user",
+        "assistant",
+    ]
 
 
 def test_bfcl_package_is_found_without_importing_it() -> None:
@@ -169,10 +223,19 @@ def test_bfcl_package_is_found_without_importing_it() -> None:
 
 def test_toolgen_sharegpt(tmp_path: Path) -> None:
     examples = [
-        {"conversations": [{"role": "system", "content": "s", "loss": False},
-                           {"role": "user", "content": "weather in Paris", "loss": False},
-                           {"role": "assistant", "content": "<<Weather API&&Forecast>> then <<Finish>>", "loss": True}]},
-        {"conversations": [{"role": "user", "content": "hi", "loss": False}, {"role": "assistant", "content": "hello", "loss": True}]},
+        {
+            "conversations": [
+                {"role": "system", "content": "s", "loss": False},
+                {"role": "user", "content": "weather in Paris", "loss": False},
+                {"role": "assistant", "content": "<<Weather API&&Forecast>> then <<Finish>>", "loss": True},
+            ]
+        },
+        {
+            "conversations": [
+                {"role": "user", "content": "hi", "loss": False},
+                {"role": "assistant", "content": "hello", "loss": True},
+            ]
+        },
     ]
     write_json(tmp_path / "tg" / "toolgen_atomic_retrieval_G1.json", examples)
     (tmp_path / "tg" / "more.jsonl").write_text(json.dumps(examples[0]) + "\n")

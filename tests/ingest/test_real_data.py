@@ -58,11 +58,17 @@ def test_stabletoolbench_and_toollens_counts(tmp_path: Path, shared_data: Path) 
     queries = store.read("queries").to_pylist()
     assert len(queries) == 765
     assert Counter(q["query_group"] for q in queries) == {
-        "G1_instruction": 163, "G1_category": 153, "G1_tool": 158,
-        "G2_instruction": 106, "G2_category": 124, "G3_instruction": 61,
+        "G1_instruction": 163,
+        "G1_category": 153,
+        "G1_tool": 158,
+        "G2_instruction": 106,
+        "G2_category": 124,
+        "G3_instruction": 61,
     }
     assert len(set(store.read("qrels").column("query_id").to_pylist())) == 765
-    differing = {v["tool_id"] for v in store.read("tool_doc_variants").to_pylist() if not v["reason"].startswith("same doc;")}
+    differing = {
+        v["tool_id"] for v in store.read("tool_doc_variants").to_pylist() if not v["reason"].startswith("same doc;")
+    }
     assert len(differing) == 8  # "8 APIs have slightly different docs in different queries"
 
     lens = ingest(store, "beir", shared_data / "toollens")

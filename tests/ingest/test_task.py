@@ -18,8 +18,10 @@ def versions(store: Store) -> dict[str, int]:
 
 def beir_corpus(root: Path, description: str = "from toollens") -> Path:
     (root / "qrels").mkdir(parents=True, exist_ok=True)
-    text = f"category_name:Finance, tool_name:Stocks, api_name:Quote, api_description:{description}, " \
-           "required_params: [], optional_params: [], return_schema: {}"
+    text = (
+        f"category_name:Finance, tool_name:Stocks, api_name:Quote, api_description:{description}, "
+        "required_params: [], optional_params: [], return_schema: {}"
+    )
     (root / "corpus.jsonl").write_text(json.dumps({"_id": "0", "title": "", "text": text}) + "\n")
     (root / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "quote please"}) + "\n")
     (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq\t0\t1\n")
@@ -88,8 +90,12 @@ def test_cross_source_merge_is_order_free(tmp_path: Path) -> None:
 
 def test_qrels_naming_unknown_tools_are_quarantined(tmp_path: Path) -> None:
     folder = tmp_path / "stb" / "solvable_queries" / "test_instruction"
-    item = {"query": "q", "query_id": 1, "relevant APIs": [["T", "A"], ["Ghost", "Nope"]],
-            "api_list": [{"category_name": "C", "tool_name": "T", "api_name": "A", "api_description": "d"}]}
+    item = {
+        "query": "q",
+        "query_id": 1,
+        "relevant APIs": [["T", "A"], ["Ghost", "Nope"]],
+        "api_list": [{"category_name": "C", "tool_name": "T", "api_name": "A", "api_description": "d"}],
+    }
     write_json(folder / "G1_instruction.json", [item])
     store = Store(tmp_path / "store")
     summary = ingest(store, "stabletoolbench", tmp_path / "stb")

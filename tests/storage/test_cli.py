@@ -49,7 +49,9 @@ def test_sql_csv_and_table_formats(store_root: Path) -> None:
     query = "SELECT tool_id, category FROM tools ORDER BY tool_id LIMIT 2"
     out = invoke("sql", query, "--store", str(store_root), "--format", "csv")
     assert list(csv.reader(io.StringIO(out.stdout))) == [
-        ["tool_id", "category"], ["tool0&&api0", ""], ["tool1&&api1", "cat"]
+        ["tool_id", "category"],
+        ["tool0&&api0", ""],
+        ["tool1&&api1", "cat"],
     ]
     table = invoke("sql", query, "--store", str(store_root)).stdout.splitlines()
     assert table[0].split() == ["tool_id", "category"]
@@ -107,7 +109,7 @@ def test_parse_as_of() -> None:
 
 def _run(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TOOLWEAVER_HOME": str(env_home)} if env_home else None
-    return subprocess.run([str(TOOLWEAVER), *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([str(TOOLWEAVER), *args], capture_output=True, text=True, timeout=120, env=env, check=False)
 
 
 @pytest.mark.skipif(not TOOLWEAVER.exists(), reason="console script not installed (run make setup)")

@@ -78,7 +78,9 @@ def test_in_use_versions_readable_with_sql_as_of_after_vacuum(history: Store) ->
     vacuum(history, retention_hours=0)
     runner = CliRunner()
     for as_of, rows in ((["--as-of", "tools=1"], 4), (["--as-of", "model-run"], 4), ([], 6)):
-        out = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM tools", "--store", str(history.root), "--format", "json", *as_of])
+        out = runner.invoke(
+            app, ["sql", "SELECT count(*) AS n FROM tools", "--store", str(history.root), "--format", "json", *as_of]
+        )
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout) == [{"n": rows}], as_of
 
@@ -86,8 +88,14 @@ def test_in_use_versions_readable_with_sql_as_of_after_vacuum(history: Store) ->
 def test_prune_checkpoints_keeps_newest_per_kind_and_stage(store_dir: Path, tmp_path: Path) -> None:
     store = Store(store_dir, run_id="train")
     ids = {}
-    for name, kind, stage in [("m1", "llm", "memorization"), ("m2", "llm", "memorization"), ("m3", "llm", "memorization"),
-                              ("r1", "llm", "retrieval"), ("q1", "rqvae", None), ("q2", "rqvae", None)]:
+    for name, kind, stage in [
+        ("m1", "llm", "memorization"),
+        ("m2", "llm", "memorization"),
+        ("m3", "llm", "memorization"),
+        ("r1", "llm", "retrieval"),
+        ("q1", "rqvae", None),
+        ("q2", "rqvae", None),
+    ]:
         ids[name] = store.register_checkpoint(kind, _ckpt(tmp_path, name), meta={"stage": stage} if stage else {})
     assert prune_checkpoints(store, 1, protect={ids["q1"]}, dry_run=True) == sorted([ids["m1"], ids["m2"]])
     assert all(store.checkpoints().column("present").to_pylist())
@@ -120,7 +128,9 @@ def test_pruned_checkpoint_no_longer_holds_its_runs_versions(history: Store) -> 
 
 
 def test_vacuum_command(history: Store) -> None:
-    out = CliRunner().invoke(app, ["vacuum", "--store", str(history.root), "--retention-hours", "0", "--dry-run", "--format", "json"])
+    out = CliRunner().invoke(
+        app, ["vacuum", "--store", str(history.root), "--retention-hours", "0", "--dry-run", "--format", "json"]
+    )
     assert out.exit_code == 0, out.output
     rows = {r["table"]: r for r in json.loads(out.stdout)}
     assert rows["tools"]["kept_versions"] == "1,3" and rows["tools"]["deleted_files"] == 2

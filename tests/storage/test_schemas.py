@@ -12,8 +12,16 @@ from storage.schemas import conform, schema_for
 from ._helpers import qrels, tools
 
 TABLES_MD = {
-    "tools", "tool_doc_variants", "queries", "qrels", "trajectories", "quarantine",
-    "lineage", "checkpoints", "cousage", "codes",
+    "tools",
+    "tool_doc_variants",
+    "queries",
+    "qrels",
+    "trajectories",
+    "quarantine",
+    "lineage",
+    "checkpoints",
+    "cousage",
+    "codes",
 }
 
 
@@ -49,9 +57,17 @@ def test_conform_casts_and_reorders() -> None:
             "column 'relevance' has type int64",
         ),
         (
-            pa.table({"query_id": [None], "tool_id": ["t"], "relevance": [1], "source": ["s"]},
-                     schema=pa.schema([("query_id", pa.string()), ("tool_id", pa.string()),
-                                       ("relevance", pa.int64()), ("source", pa.string())])),
+            pa.table(
+                {"query_id": [None], "tool_id": ["t"], "relevance": [1], "source": ["s"]},
+                schema=pa.schema(
+                    [
+                        ("query_id", pa.string()),
+                        ("tool_id", pa.string()),
+                        ("relevance", pa.int64()),
+                        ("source", pa.string()),
+                    ]
+                ),
+            ),
             "column 'query_id' is not nullable but has 1 null(s)",
         ),
     ],
@@ -99,8 +115,9 @@ def test_digest_ignores_chunking_and_bytes_under_nulls() -> None:
     assert table_digest(whole) == table_digest(rechunked)
     # Same logical column, different bytes hidden under the null slot.
     a = pa.array([1, None, 3], pa.int64())
-    hidden = pa.Array.from_buffers(pa.int64(), 3, [a.buffers()[0], pa.py_buffer(
-        pa.array([1, 999, 3], pa.int64()).buffers()[1])])
+    hidden = pa.Array.from_buffers(
+        pa.int64(), 3, [a.buffers()[0], pa.py_buffer(pa.array([1, 999, 3], pa.int64()).buffers()[1])]
+    )
     assert hidden.to_pylist() == a.to_pylist()
     assert table_digest(pa.table({"x": a})) == table_digest(pa.table({"x": hidden}))
 

@@ -69,7 +69,7 @@ def test_as_of_run_id(two_runs: Path) -> None:
 def test_history_view_lists_every_version(two_runs: Path) -> None:
     rows = run_sql(
         two_runs,
-        "SELECT \"table\", version, rows, run_id, mode, inputs FROM history ORDER BY 1, 2",
+        'SELECT "table", version, rows, run_id, mode, inputs FROM history ORDER BY 1, 2',
     ).to_pylist()
     assert [(r["table"], r["version"], r["rows"], r["run_id"], r["mode"]) for r in rows] == [
         ("cousage", 0, 1, "run-2", "overwrite"),
@@ -77,8 +77,11 @@ def test_history_view_lists_every_version(two_runs: Path) -> None:
         ("tools", 0, 3, "run-1", "overwrite"),
         ("tools", 1, 5, "run-2", "overwrite"),
     ]
-    digests = run_sql(two_runs, "SELECT h.digest = l.digest AS same FROM history h JOIN lineage l "
-                                "USING (\"table\", version)").column("same").to_pylist()
+    digests = (
+        run_sql(two_runs, 'SELECT h.digest = l.digest AS same FROM history h JOIN lineage l USING ("table", version)')
+        .column("same")
+        .to_pylist()
+    )
     assert digests == [True] * 4
 
 
@@ -129,8 +132,9 @@ def test_run_sql_refuses_writes_before_running_anything(two_runs: Path, tmp_path
     assert not target.exists()
     run_sql(two_runs, f"COPY (SELECT * FROM tools) TO '{target}' (HEADER)", write=True)
     assert len(target.read_text().splitlines()) == 6
-    assert run_sql(two_runs, "CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS y FROM t",
-                   write=True).to_pylist() == [{"y": 42}]
+    assert run_sql(
+        two_runs, "CREATE TEMP TABLE t AS SELECT 41 AS x; SELECT x + 1 AS y FROM t", write=True
+    ).to_pylist() == [{"y": 42}]
     assert _count(two_runs, "tools") == 5  # the store is unchanged
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,13 @@ from ._helpers import qrels, tools
 
 def test_round_trip_keeps_values_and_exact_types(store_dir: Path) -> None:
     store = Store(store_dir)
-    vectors = pa.FixedSizeListArray.from_arrays(
-        pa.array(np.arange(12, dtype=np.float32)), 4
-    )
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(12, dtype=np.float32)), 4)
     emb = pa.table({"doc_hash": ["a", "b", "c"], "model_id": ["m"] * 3, "embedding": vectors})
     traj = pa.Table.from_pylist(
-        [{"trajectory_id": "t1", "query_id": None, "messages": "[]", "tool_ids": ["x", "y"], "source": "s"},
-         {"trajectory_id": "t2", "query_id": "q", "messages": "[{}]", "tool_ids": [], "source": "s"}],
+        [
+            {"trajectory_id": "t1", "query_id": None, "messages": "[]", "tool_ids": ["x", "y"], "source": "s"},
+            {"trajectory_id": "t2", "query_id": "q", "messages": "[{}]", "tool_ids": [], "source": "s"},
+        ],
         schema=SCHEMAS["trajectories"],
     )
     emb = emb.cast(embeddings_schema(4))  # declared non-nullable
@@ -80,7 +80,7 @@ def test_lineage_rows_and_commit_metadata(store_dir: Path) -> None:
     assert lineage[0]["digest"] == out.digest
     assert json.loads(lineage[0]["inputs"]) == [["tools", 0]]
     assert lineage[0]["code_version"].startswith("0.")
-    assert abs((datetime.now(timezone.utc) - lineage[0]["written_at"]).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - lineage[0]["written_at"]).total_seconds()) < 60
     commit = DeltaTable(str(store.table_path("qrels"))).history(1)[0]
     meta = json.loads(commit[METADATA_KEY])
     assert (meta["digest"], meta["rows"], meta["run_id"], meta["inputs"]) == (out.digest, 1, "run-2", [["tools", 0]])
@@ -166,7 +166,8 @@ def test_checkpoint_registration_round_trip(store_dir: Path, tmp_path: Path) -> 
     assert not (tmp_path / "c2").exists()
     rows = store.checkpoints().to_pylist()
     assert [(r["checkpoint_id"], r["kind"], r["run_id"]) for r in rows] == [
-        (cid, "rqvae", "train-1"), (other, "llm", "train-1")
+        (cid, "rqvae", "train-1"),
+        (other, "llm", "train-1"),
     ]
     assert json.loads(rows[0]["meta"]) == {"epochs": 3} and rows[0]["path"] == f"checkpoints/{cid}"
     assert store.checkpoints(kind="llm").column("checkpoint_id").to_pylist() == [other]

@@ -58,7 +58,9 @@ def atomic_tokens(tool_ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def rewrite_codes(conversation: Sequence[Mapping[str, object]], token_of_code: Mapping[str, str], n_levels: int) -> list[dict]:
+def rewrite_codes(
+    conversation: Sequence[Mapping[str, object]], token_of_code: Mapping[str, str], n_levels: int
+) -> list[dict]:
     """The conversation with every code (`<a_1><b_2>`, several in a row allowed) replaced by
     the atomic token `token_of_code[code]`; a code without a token raises KeyError."""
 

@@ -105,7 +105,9 @@ def encode_all(
     if empty:
         raise ValueError(f"{len(empty)} examples lost all loss tokens to max_length={max_length} (first: {empty[:5]})")
     if n_cut:
-        logger.warning("%d of %d examples reached max_length=%d and were cut from the left", n_cut, len(encoded), max_length)
+        logger.warning(
+            "%d of %d examples reached max_length=%d and were cut from the left", n_cut, len(encoded), max_length
+        )
     return encoded
 
 

@@ -169,7 +169,9 @@ def build_memorization(
     for tool in sorted(tools, key=lambda t: t["tool_id"]):
         code = code_of.get(tool["tool_id"])
         if code is None:
-            rejects.append(_reject("memorization", tool.get("source", ""), None, tool["tool_id"], "tool without a code"))
+            rejects.append(
+                _reject("memorization", tool.get("source", ""), None, tool["tool_id"], "tool without a code")
+            )
             continue
         conv = memorization_messages(tool, code, config.max_description_chars)
         examples.append(_example("memorization", tool["tool_id"], "train", tool.get("source", ""), None, conv, 1))
@@ -312,7 +314,11 @@ def _call_step(call: _Call, code: str, tool: Mapping[str, Any] | None, tool_id: 
 
 def _finish_step(arguments: str, thought: str) -> list:
     action = f"{thought}\n{FINISH_TOKEN}" if thought else FINISH_TOKEN
-    return [message("assistant", action, True), message("user", FINISH_DOC, False), message("assistant", arguments, True)]
+    return [
+        message("assistant", action, True),
+        message("user", FINISH_DOC, False),
+        message("assistant", arguments, True),
+    ]
 
 
 def tool_documentation(tool: Mapping[str, Any] | None, tool_id: str, max_chars: int) -> str:
@@ -412,7 +418,9 @@ def _truncate(text: str, max_chars: int) -> str:
 def assistant_codes(example: Mapping[str, Any]) -> list[str]:
     """Every code string (`<a_1><b_2>`) the assistant emits in one example, in order
     (a retrieval answer with several tools contributes one entry per tool)."""
-    conv = json.loads(example["conversations"]) if isinstance(example["conversations"], str) else example["conversations"]
+    conv = (
+        json.loads(example["conversations"]) if isinstance(example["conversations"], str) else example["conversations"]
+    )
     found: list[str] = []
     for msg in conv:
         if msg["role"] != "assistant":

@@ -155,9 +155,10 @@ def _log_probs(logits: torch.Tensor) -> torch.Tensor:
 def _expand(trie: CodeTrie, nodes: list[int], scores: torch.Tensor, logp: torch.Tensor):
     """All (beam, allowed edge) candidates with their cumulative scores."""
     starts, ends = trie.offsets[nodes].tolist(), trie.offsets[[n + 1 for n in nodes]].tolist()
-    edges = torch.cat([torch.arange(s, e, device=logp.device) for s, e in zip(starts, ends)])
+    edges = torch.cat([torch.arange(s, e, device=logp.device) for s, e in zip(starts, ends, strict=False)])
     parents = torch.repeat_interleave(
-        torch.arange(len(nodes), device=logp.device), torch.tensor([e - s for s, e in zip(starts, ends)], device=logp.device)
+        torch.arange(len(nodes), device=logp.device),
+        torch.tensor([e - s for s, e in zip(starts, ends, strict=False)], device=logp.device),
     )
     return scores[parents] + logp[parents, trie.edge_token[edges]], parents, edges
 
@@ -167,7 +168,7 @@ def _collect(finished, trie, cand_score, cand_parent, cand_edge, is_eos, scores,
     if idx.numel() == 0:
         return
     values = cand_score[idx] if eos_in_score else scores[cand_parent[idx]]
-    finished.extend(zip(values.tolist(), trie.edge_tool[cand_edge[idx]].tolist()))
+    finished.extend(zip(values.tolist(), trie.edge_tool[cand_edge[idx]].tolist(), strict=False))
 
 
 def _all_pure_leaves(trie: CodeTrie, nodes: list[int]) -> bool:
@@ -180,7 +181,7 @@ def _all_pure_leaves(trie: CodeTrie, nodes: list[int]) -> bool:
 
 def _collect_leaves(finished, trie, nodes, scores) -> None:
     tools = trie.edge_tool[trie.offsets[nodes]].tolist()
-    finished.extend(zip(scores.tolist(), tools))
+    finished.extend(zip(scores.tolist(), tools, strict=False))
 
 
 def _done(finished: list[tuple[float, int]], alive_scores: torch.Tensor, top_k: int) -> bool:

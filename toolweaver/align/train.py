@@ -389,7 +389,14 @@ def save_checkpoint(
     vocab_size = model.get_input_embeddings().weight.shape[0]
     write_checkpoint_meta(
         tmp,
-        {**meta, "mode": config.mode, "stage": config.stage, "step": step, "vocab_size": vocab_size, "final": step == steps},
+        {
+            **meta,
+            "mode": config.mode,
+            "stage": config.stage,
+            "step": step,
+            "vocab_size": vocab_size,
+            "final": step == steps,
+        },
     )
     if folder.exists():
         shutil.rmtree(folder)
@@ -472,23 +479,45 @@ def train(
     for step in range(done + 1, steps + 1):
         epoch, index_batches = step_batches(lengths, config, step)
         batches = [
-            {k: v.to(device) for k, v in collate_left([examples[i] for i in idx], pad_id=tokenizer.pad_token_id).items()}
+            {
+                k: v.to(device)
+                for k, v in collate_left([examples[i] for i in idx], pad_id=tokenizer.pad_token_id).items()
+            }
             for idx in index_batches
         ]
         started = time.perf_counter()
         lr = lr_at(step, steps, config)
-        last_loss, norm = train_step(model, batches, optimizer, lr=lr, max_grad_norm=config.max_grad_norm, autocast=autocast)
+        last_loss, norm = train_step(
+            model, batches, optimizer, lr=lr, max_grad_norm=config.max_grad_norm, autocast=autocast
+        )
         step_s = time.perf_counter() - started
         tokens = sum(int(b["attention_mask"].sum()) for b in batches)
         n_tokens, train_s = n_tokens + tokens, train_s + step_s
         loss_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches)
-        metrics = StepMetrics(config.stage, step, epoch, last_loss, lr, norm, tokens, loss_tokens, step_s, tokens / step_s)
-        logger.info("stage %s step %d/%d loss %.4f lr %.2e %.0f tok/s", config.stage, step, steps, last_loss, lr, tokens / step_s)
+        metrics = StepMetrics(
+            config.stage, step, epoch, last_loss, lr, norm, tokens, loss_tokens, step_s, tokens / step_s
+        )
+        logger.info(
+            "stage %s step %d/%d loss %.4f lr %.2e %.0f tok/s",
+            config.stage,
+            step,
+            steps,
+            last_loss,
+            lr,
+            tokens / step_s,
+        )
         if on_step is not None:
             on_step(metrics)
         if step == steps or (config.save_every and step % config.save_every == 0):
             folder = save_checkpoint(
-                out_dir / f"step-{step:06d}", model, tokenizer, optimizer, config=config, step=step, steps=steps, meta=meta
+                out_dir / f"step-{step:06d}",
+                model,
+                tokenizer,
+                optimizer,
+                config=config,
+                step=step,
+                steps=steps,
+                meta=meta,
             )
             if on_checkpoint is not None:
                 on_checkpoint(folder, step)

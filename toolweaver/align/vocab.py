@@ -32,8 +32,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CODE_TOKEN_PATTERN", "FINISH_TOKEN", "CodeVocab", "VocabConfig", "add_atomic_tokens", "add_code_tokens", "code_token",
-    "code_tokens", "code_vocab", "format_code", "parse_code", "split_codes",
+    "CODE_TOKEN_PATTERN",
+    "FINISH_TOKEN",
+    "CodeVocab",
+    "VocabConfig",
+    "add_atomic_tokens",
+    "add_code_tokens",
+    "code_token",
+    "code_tokens",
+    "code_vocab",
+    "format_code",
+    "parse_code",
+    "split_codes",
 ]
 
 FINISH_TOKEN = "<<Finish>>"
@@ -76,10 +86,7 @@ def split_codes(text: str, n_levels: int) -> list[str]:
     tokens = CODE_TOKEN_PATTERN.findall("".join(text.split()))
     if len(tokens) % n_levels:
         raise ValueError(f"{len(tokens)} code tokens is not a multiple of {n_levels}: {text!r}")
-    return [
-        "".join(f"<{a}_{b}>" for a, b in tokens[i : i + n_levels])
-        for i in range(0, len(tokens), n_levels)
-    ]
+    return ["".join(f"<{a}_{b}>" for a, b in tokens[i : i + n_levels]) for i in range(0, len(tokens), n_levels)]
 
 
 @dataclass(frozen=True)

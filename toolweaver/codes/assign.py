@@ -213,8 +213,12 @@ class _State:
             row_mass = torch.cat([row_mass, torch.tensor([float(f - m)], device=cost.device)])
         col_mass = torch.ones(f, device=cost.device)
         plan = sinkhorn_log(
-            cost.float(), epsilon, row_mass=row_mass / f, col_mass=col_mass / f,
-            max_iters=SINKHORN_MAX_ITERS, tol=SINKHORN_TOL,
+            cost.float(),
+            epsilon,
+            row_mass=row_mass / f,
+            col_mass=col_mass / f,
+            max_iters=SINKHORN_MAX_ITERS,
+            tol=SINKHORN_TOL,
         )
         return plan.log_plan[:m].argmax(1).cpu().numpy()
 

@@ -73,8 +73,9 @@ class RQVAEConfig(BaseModel):
     latent_dim: int = Field(32, ge=1, description="dimension of the quantised latent")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     residual_whitening: bool = Field(
-        True, description="levels >= 2 quantise the residual in the PCA-whitened frame of its previous-level "
-        "cell (rqvae.ResidualQuantizer; module docstring)"
+        True,
+        description="levels >= 2 quantise the residual in the PCA-whitened frame of its previous-level "
+        "cell (rqvae.ResidualQuantizer; module docstring)",
     )
     whitening_shrinkage: float = Field(
         5.0, ge=0.0, description="pseudo-count of rows pulling each cell's residual covariance to the pooled one"
@@ -83,8 +84,10 @@ class RQVAEConfig(BaseModel):
     # loss (paper: beta=0.25)
     beta: float = Field(0.25, ge=0.0, description="commitment weight")
     lambda_cousage: float = Field(
-        0.04, ge=0.0, description="weight of the co-usage term (A-weighted mean ||z_u - z_v||^2 of co-used "
-        "pairs over the latent spread; rqvae.py); 0 disables it"
+        0.04,
+        ge=0.0,
+        description="weight of the co-usage term (A-weighted mean ||z_u - z_v||^2 of co-used "
+        "pairs over the latent spread; rqvae.py); 0 disables it",
     )
     cousage_on: Literal["quantized", "encoder"] = Field(
         "quantized",
@@ -149,7 +152,7 @@ def derive_codebook_size(n_tools: int, levels: int) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" | "cpu" | "cuda" -> torch.device; resolved once, at the entry point.
+    """ "auto" | "cpu" | "cuda" -> torch.device; resolved once, at the entry point.
 
     "cuda" without a CUDA device is an error, never a silent CPU fallback.
     """

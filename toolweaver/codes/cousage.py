@@ -59,10 +59,7 @@ def cousage_counts(groups: Iterable[Iterable[str]]) -> tuple[Counter[str], Count
 def cousage_edges(groups: Iterable[Iterable[str]]) -> list[CoUsageEdge]:
     """Groups -> edges (src < dst) with counts and A_uv weights, sorted by (src, dst)."""
     diag, pairs = cousage_counts(groups)
-    edges = [
-        CoUsageEdge(u, v, count, count / math.sqrt(diag[u] * diag[v]))
-        for (u, v), count in sorted(pairs.items())
-    ]
+    edges = [CoUsageEdge(u, v, count, count / math.sqrt(diag[u] * diag[v])) for (u, v), count in sorted(pairs.items())]
     logger.info("co-usage graph: %d tools in groups, %d edges", len(diag), len(edges))
     return edges
 
@@ -77,8 +74,9 @@ def edges_to_indices(
     """
     kept = [e for e in edges if e.src in tool_index and e.dst in tool_index]
     if len(kept) < len(edges):
-        logger.warning("co-usage: dropped %d of %d edges naming tools outside the catalog",
-                       len(edges) - len(kept), len(edges))
+        logger.warning(
+            "co-usage: dropped %d of %d edges naming tools outside the catalog", len(edges) - len(kept), len(edges)
+        )
     src = np.fromiter((tool_index[e.src] for e in kept), dtype=np.int64, count=len(kept))
     dst = np.fromiter((tool_index[e.dst] for e in kept), dtype=np.int64, count=len(kept))
     weight = np.fromiter((e.weight for e in kept), dtype=np.float32, count=len(kept))

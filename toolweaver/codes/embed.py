@@ -71,10 +71,7 @@ class EmbedConfig(BaseModel):
         names = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
         unknown = names - TEMPLATE_FIELDS
         if unknown:
-            raise ValueError(
-                f"doc template uses unknown fields {sorted(unknown)}; "
-                f"allowed: {sorted(TEMPLATE_FIELDS)}"
-            )
+            raise ValueError(f"doc template uses unknown fields {sorted(unknown)}; allowed: {sorted(TEMPLATE_FIELDS)}")
         if not names:
             raise ValueError("doc template has no fields; every doc would embed to the same vector")
         return template

@@ -39,7 +39,7 @@ def code_metrics(
     metrics: dict[str, Any] = {
         "n_tools": int(levels.shape[0]),
         "collision_rate_before": None if report is None else report["collision_rate_before"],
-        "distinct_codes": int(len(np.unique(levels, axis=0))),
+        "distinct_codes": len(np.unique(levels, axis=0)),
         "utilisation": usage["utilisation"],
         "perplexity": usage["perplexity"],
     }

@@ -34,6 +34,7 @@ is the whole model.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -87,7 +88,7 @@ class CoUsageEdges:
 def _mlp(widths: list[int], dropout: float) -> nn.Sequential:
     """Linear layers over `widths` with ReLU (and dropout) between them, none after the last."""
     layers: list[nn.Module] = []
-    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+    for i, (w_in, w_out) in enumerate(itertools.pairwise(widths)):
         layers.append(nn.Linear(w_in, w_out))
         if i < len(widths) - 2:
             layers.append(nn.ReLU())
@@ -218,9 +219,7 @@ class ResidualQuantizer(nn.Module):
             prev = idx
         self.initialised.fill_(True)
 
-    def forward(
-        self, z: torch.Tensor, *, sinkhorn_epsilon: float | None = None, sinkhorn_iters: int = 50
-    ) -> Quantized:
+    def forward(self, z: torch.Tensor, *, sinkhorn_epsilon: float | None = None, sinkhorn_iters: int = 50) -> Quantized:
         """z (B, d) -> Quantized. With sinkhorn_epsilon, the last level is assigned by a
         balanced (uniform code usage) Sinkhorn plan instead of the nearest codeword.
         Codes are chosen in each level's frame; the codebook and commitment losses are
@@ -278,7 +277,10 @@ class RQVAE(nn.Module):
         self.encoder = _mlp(widths, cfg.dropout)
         self.decoder = _mlp(widths[::-1], cfg.dropout)
         self.quantizer = ResidualQuantizer(
-            cfg.levels, cfg.codebook_size, cfg.latent_dim, cfg.beta,
+            cfg.levels,
+            cfg.codebook_size,
+            cfg.latent_dim,
+            cfg.beta,
             cfg.whitening_shrinkage if cfg.residual_whitening else None,
         )
 
@@ -290,9 +292,7 @@ class RQVAE(nn.Module):
     def codebook_size(self) -> int:
         return self.quantizer.codebook_size
 
-    def forward(
-        self, x: torch.Tensor, *, sinkhorn_epsilon: float | None = None, sinkhorn_iters: int = 50
-    ) -> Forward:
+    def forward(self, x: torch.Tensor, *, sinkhorn_epsilon: float | None = None, sinkhorn_iters: int = 50) -> Forward:
         z = self.encoder(x).float()
         # distances decide the codes: keep them in float32 even under bf16 autocast
         with torch.autocast(device_type=z.device.type, enabled=False):
@@ -348,9 +348,7 @@ class TrainResult:
     epoch_metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def epoch_batches(
-    n_rows: int, edges: CoUsageEdges | None, batch_size: int, generator: torch.Generator
-) -> list[Batch]:
+def epoch_batches(n_rows: int, edges: CoUsageEdges | None, batch_size: int, generator: torch.Generator) -> list[Batch]:
     """One epoch of batches: shuffled tools in chunks + one shuffled chunk of edges each."""
     order = torch.randperm(n_rows, generator=generator)
     node_chunks = order.split(batch_size)
@@ -477,8 +475,15 @@ def _train(
     model = RQVAE(x.shape[1], cfg).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = TrainResult(model=model, cfg=cfg, device=device)
-    logger.info("training RQ-VAE: %d tools, L=%d, K=%d, %d+%d epochs on %s",
-                x.shape[0], cfg.levels, cfg.codebook_size, cfg.warmup_epochs, cfg.epochs, device)
+    logger.info(
+        "training RQ-VAE: %d tools, L=%d, K=%d, %d+%d epochs on %s",
+        x.shape[0],
+        cfg.levels,
+        cfg.codebook_size,
+        cfg.warmup_epochs,
+        cfg.epochs,
+        device,
+    )
 
     def record(metrics: dict[str, Any]) -> None:
         result.epoch_metrics.append(metrics)
@@ -510,7 +515,13 @@ def _train(
 
 
 def refit_cell_frames(
-    model: RQVAE, x: torch.Tensor, edges: CoUsageEdges | None, cfg: RQVAEConfig, generator: torch.Generator, *, epoch: int
+    model: RQVAE,
+    x: torch.Tensor,
+    edges: CoUsageEdges | None,
+    cfg: RQVAEConfig,
+    generator: torch.Generator,
+    *,
+    epoch: int,
 ) -> dict[str, Any]:
     """Re-cluster levels >= 1 of the trained model in whitened cell frames (ResidualQuantizer).
 
@@ -603,4 +614,3 @@ def _fmt(metrics: dict[str, Any]) -> str:
         else:
             parts.append(f"{key}={value}")
     return " ".join(parts)
-

@@ -1,7 +1,7 @@
 """Code strings: one token per (level, code), letters a, b, c, ... for the levels.
 
-    format_code([12, 45]) == "<a_12><b_45>";  parse_code("<a_12><b_45>") == (12, 45)
-    vocabulary(L, K) == ["<a_0>", ..., "<a_{K-1}>", "<b_0>", ...]   (L*K tokens)
+format_code([12, 45]) == "<a_12><b_45>";  parse_code("<a_12><b_45>") == (12, 45)
+vocabulary(L, K) == ["<a_0>", ..., "<a_{K-1}>", "<b_0>", ...]   (L*K tokens)
 """
 
 from __future__ import annotations

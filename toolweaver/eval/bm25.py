@@ -24,9 +24,55 @@ _WORD = re.compile(r"[a-z0-9]+")
 # A short English stop list: BM25's IDF already down-weights common words, this only
 # keeps filler ("I'm looking for ...") from matching every doc's description.
 STOPWORDS = frozenset(
-    "a an and are as at be by for from has have i i'm in is it its me my of on or our "
-    "please that the this to was we what when where which with you your can could "
-    "would should will do does need want".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "i",
+        "i'm",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "with",
+        "you",
+        "your",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "do",
+        "does",
+        "need",
+        "want",
+    ]
 )
 
 

@@ -104,6 +104,10 @@ def measure_latency(
         times_ms.append((time.perf_counter() - started) * 1000)
     peak = int(torch.cuda.max_memory_allocated(device)) if cuda else _cpu_max_rss_bytes()
     return LatencyReport(
-        name, len(times_ms), sum(times_ms) / len(times_ms), percentile(times_ms, 95), peak,
+        name,
+        len(times_ms),
+        sum(times_ms) / len(times_ms),
+        percentile(times_ms, 95),
+        peak,
         "cuda_max_allocated" if cuda else "cpu_max_rss",
     )

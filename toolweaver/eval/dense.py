@@ -75,7 +75,11 @@ def encode(model: SentenceTransformer, texts: Sequence[str], batch_size: int) ->
     model.eval()
     with torch.inference_mode():
         vectors = model.encode(
-            list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
     return np.asarray(vectors, dtype=np.float32)
 

@@ -43,7 +43,9 @@ class EvalSet:
     def __post_init__(self) -> None:
         unlabeled = [q for q in self.qrels if q not in self.queries]
         if unlabeled:
-            raise ValueError(f"{self.dataset}/{self.split}: {len(unlabeled)} qrels queries have no text (first: {unlabeled[:3]})")
+            raise ValueError(
+                f"{self.dataset}/{self.split}: {len(unlabeled)} qrels queries have no text (first: {unlabeled[:3]})"
+            )
         if not self.qrels:
             raise ValueError(f"{self.dataset}/{self.split}: no query has a relevant tool")
 
@@ -89,7 +91,9 @@ def candidates_for(eval_set: EvalSet, catalog: Mapping[str, str], setting: Setti
         return sorted(catalog)
     missing = [t for t in eval_set.domain_tool_ids if t not in catalog]
     if missing:
-        raise KeyError(f"{eval_set.dataset}: {len(missing)} in-domain tools are not in the catalog (first: {missing[:3]})")
+        raise KeyError(
+            f"{eval_set.dataset}: {len(missing)} in-domain tools are not in the catalog (first: {missing[:3]})"
+        )
     return sorted(set(eval_set.domain_tool_ids))
 
 
@@ -128,15 +132,31 @@ def evaluate_method(
             scores = mean_metrics(rankings, eval_set.qrels)
             logger.info(
                 "%s %s/%s %s: ndcg@5 standard %.4f toolgen %.4f (%d queries, %d candidates, %.1f s)",
-                method.method_id, eval_set.dataset, eval_set.split, setting,
-                scores[("standard", "ndcg@5")][0], scores[("toolgen", "ndcg@5")][0], len(rankings), len(candidates), rank_s,
+                method.method_id,
+                eval_set.dataset,
+                eval_set.split,
+                setting,
+                scores[("standard", "ndcg@5")][0],
+                scores[("toolgen", "ndcg@5")][0],
+                len(rankings),
+                len(candidates),
+                rank_s,
             )
             rows.extend(
                 EvalRow(
-                    method=method.method_id, setting=setting, convention=convention, metric=metric,
-                    value=value, n_queries=n, dataset=eval_set.dataset, split=eval_set.split,
-                    zero_shot=zero_shot, model=str(getattr(method, "model_id", "")),
-                    data_versions=versions, fit_s=fit_s, rank_s=rank_s,
+                    method=method.method_id,
+                    setting=setting,
+                    convention=convention,
+                    metric=metric,
+                    value=value,
+                    n_queries=n,
+                    dataset=eval_set.dataset,
+                    split=eval_set.split,
+                    zero_shot=zero_shot,
+                    model=str(getattr(method, "model_id", "")),
+                    data_versions=versions,
+                    fit_s=fit_s,
+                    rank_s=rank_s,
                 )
                 for (convention, metric), (value, n) in sorted(scores.items())
             )

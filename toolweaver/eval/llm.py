@@ -62,7 +62,9 @@ class GenerativeMethod:
             logger.warning(
                 "%s: %d catalog tools have no code (first: %s); they cannot be retrieved — "
                 "add them with the codes stage's incremental assignment",
-                self.method_id, len(uncoded), uncoded[:3],
+                self.method_id,
+                len(uncoded),
+                uncoded[:3],
             )
         self._model, self._tokenizer = load_checkpoint(self.checkpoint, device=self.device)
         logger.info("%s: loaded %s on %s", self.method_id, self.checkpoint, self.device)
@@ -79,8 +81,13 @@ class GenerativeMethod:
                 dropped.append(tool_id)
                 del self.codes[tool_id]
         if dropped:
-            logger.warning("%s: %d tools have codes with tokens %s lacks; they cannot be retrieved (first: %s)",
-                           self.method_id, len(dropped), self.checkpoint, dropped[:3])
+            logger.warning(
+                "%s: %d tools have codes with tokens %s lacks; they cannot be retrieved (first: %s)",
+                self.method_id,
+                len(dropped),
+                self.checkpoint,
+                dropped[:3],
+            )
 
     def _trie(self, candidates: Sequence[str]):
         key = tuple(candidates)

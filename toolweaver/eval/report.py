@@ -18,7 +18,9 @@ CHART_METRICS: tuple[str, ...] = ("ndcg@1", "ndcg@3", "ndcg@5", "recall@5")
 _SECTION = ("dataset", "split", "setting", "convention")
 
 
-def _sections(rows: Sequence[Mapping[str, object]]) -> dict[tuple[str, ...], dict[str, dict[str, Mapping[str, object]]]]:
+def _sections(
+    rows: Sequence[Mapping[str, object]],
+) -> dict[tuple[str, ...], dict[str, dict[str, Mapping[str, object]]]]:
     """(dataset, split, setting, convention) -> method -> metric -> row, in first-seen order."""
     out: dict[tuple[str, ...], dict[str, dict[str, Mapping[str, object]]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
@@ -38,7 +40,11 @@ def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
         for method, metrics in methods.items():
             first = metrics.get("ndcg@5") or next(iter(metrics.values()))
             cells = [f"{float(metrics[m]['value']):.4f}" if m in metrics else "—" for m in TABLE_METRICS]
-            parts.append(f"| {method} | {'yes' if first['zero_shot'] else 'no'} | {first['n_queries']} | " + " | ".join(cells) + " |")
+            parts.append(
+                f"| {method} | {'yes' if first['zero_shot'] else 'no'} | {first['n_queries']} | "
+                + " | ".join(cells)
+                + " |"
+            )
         parts.append("")
     return "\n".join(parts)
 

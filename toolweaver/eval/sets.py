@@ -112,8 +112,12 @@ def assemble(
     labelled = [q for q in queries if q.query_id in relevance]
     splits = {q.split for q in labelled}
     if splits == {TRAIN}:
-        logger.info("%s: only a train split; holding out %.0f%% of it (seed %d) as validation",
-                    dataset, 100 * split_config.validation_fraction, split_config.seed)
+        logger.info(
+            "%s: only a train split; holding out %.0f%% of it (seed %d) as validation",
+            dataset,
+            100 * split_config.validation_fraction,
+            split_config.seed,
+        )
         # Keyed by query_id exactly as the LLM datasets do, so every method sees one split.
         labelled = [
             _Query(q.query_id, q.raw_id, q.text, assign_split(q.query_id, q.split, split_config)) for q in labelled
@@ -131,7 +135,9 @@ def assemble(
     for split in sorted(wanted):
         members = [q for q in labelled if q.split == split]
         if not members:
-            raise ValueError(f"{dataset}: split {split!r} has no labelled query (have {sorted({q.split for q in labelled})})")
+            raise ValueError(
+                f"{dataset}: split {split!r} has no labelled query (have {sorted({q.split for q in labelled})})"
+            )
         eval_sets.append(
             EvalSet(
                 dataset=dataset,
@@ -141,8 +147,12 @@ def assemble(
                 domain_tool_ids=domain_tool_ids,
             )
         )
-    logger.info("%s: %d training queries; evaluating %s", dataset, len(train.queries),
-                {s.split: len(s.qrels) for s in eval_sets})
+    logger.info(
+        "%s: %d training queries; evaluating %s",
+        dataset,
+        len(train.queries),
+        {s.split: len(s.qrels) for s in eval_sets},
+    )
     return Inputs(catalog=dict(catalog), train=train, eval_sets=eval_sets)
 
 
@@ -173,7 +183,9 @@ def build_from_records(
         if q["source"] == source and (query_group is None or q["query_group"] == query_group)
     ]
     if not selected:
-        raise NothingToEvaluate(f"no query of source {source!r}" + (f" and group {query_group!r}" if query_group else ""))
+        raise NothingToEvaluate(
+            f"no query of source {source!r}" + (f" and group {query_group!r}" if query_group else "")
+        )
     ids = {q.query_id for q in selected}
     pairs = [(str(r["query_id"]), str(r["tool_id"]), float(r["relevance"])) for r in qrels if r["query_id"] in ids]
     named = {tool_id for _, tool_id, rel in pairs if rel > 0}
@@ -181,8 +193,15 @@ def build_from_records(
     if missing:
         raise KeyError(f"{dataset}: {len(missing)} relevant tools are not in the tools table (first: {missing[:3]})")
     domain = documented_tools([*tool_rows, *variants], source, query_group) | named
-    return assemble(dataset, catalog, [t for t in catalog if t in domain], selected, pairs,
-                    split_config or SplitConfig(), eval_splits)
+    return assemble(
+        dataset,
+        catalog,
+        [t for t in catalog if t in domain],
+        selected,
+        pairs,
+        split_config or SplitConfig(),
+        eval_splits,
+    )
 
 
 def documented_tools(rows: Iterable[Mapping[str, object]], source: str, query_group: str | None) -> set[str]:
@@ -190,7 +209,11 @@ def documented_tools(rows: Iterable[Mapping[str, object]], source: str, query_gr
     source's docs are filed by group (StableToolBench: ``G1_tool.json#…``), else all of them."""
     mine = [r for r in rows if r["source"] == source]
     if query_group is not None:
-        in_group = {str(r["tool_id"]) for r in mine if PurePosixPath(str(r.get("origin") or "").split("#", 1)[0]).stem == query_group}
+        in_group = {
+            str(r["tool_id"])
+            for r in mine
+            if PurePosixPath(str(r.get("origin") or "").split("#", 1)[0]).stem == query_group
+        }
         if in_group:
             return in_group
         logger.info("%s: docs are not filed by group %r; in-domain = every tool of the source", source, query_group)

@@ -92,7 +92,8 @@ class ToolRetrieverMethod(DenseMethod):
     def model_id(self) -> str:
         """The base embedder plus the fine-tuning budget that produced it."""
         cfg = self.config
-        return f"{cfg.embedder}+mnrl(steps={len(self.train_losses)},bs={cfg.train_batch_size},lr={cfg.learning_rate},seed={cfg.seed})"
+        steps = len(self.train_losses)
+        return f"{cfg.embedder}+mnrl(steps={steps},bs={cfg.train_batch_size},lr={cfg.learning_rate},seed={cfg.seed})"
 
     def fit(
         self,
@@ -109,7 +110,9 @@ class ToolRetrieverMethod(DenseMethod):
             self.zero_shot = True
         self.index(tools)
 
-    def _step(self, loss_fn: MultipleNegativesRankingLoss, batch: list[Pair], optimizer: torch.optim.Optimizer) -> float:
+    def _step(
+        self, loss_fn: MultipleNegativesRankingLoss, batch: list[Pair], optimizer: torch.optim.Optimizer
+    ) -> float:
         """One contrastive step: every other doc in the batch is a negative for each query."""
         loss = loss_fn(self._features(batch), None)
         optimizer.zero_grad(set_to_none=True)
@@ -151,10 +154,20 @@ class ToolRetrieverMethod(DenseMethod):
                 self.train_losses.append(self._step(loss_fn, batch, optimizer))
                 if len(self.train_losses) % LOG_EVERY == 0:
                     recent = self.train_losses[-LOG_EVERY:]
-                    logger.info("toolretriever: step %d, mean loss of the last %d steps %.4f", len(self.train_losses), len(recent), sum(recent) / len(recent))
+                    logger.info(
+                        "toolretriever: step %d, mean loss of the last %d steps %.4f",
+                        len(self.train_losses),
+                        len(recent),
+                        sum(recent) / len(recent),
+                    )
                 if cfg.max_steps is not None and len(self.train_losses) >= cfg.max_steps:
                     break
-            logger.info("toolretriever: epoch %d done, %d steps, last loss %.4f", epoch, len(self.train_losses), self.train_losses[-1])
+            logger.info(
+                "toolretriever: epoch %d done, %d steps, last loss %.4f",
+                epoch,
+                len(self.train_losses),
+                self.train_losses[-1],
+            )
             if cfg.max_steps is not None and len(self.train_losses) >= cfg.max_steps:
                 break
         self.model.eval()

@@ -122,8 +122,13 @@ def _parse_function(result: ParseResult, loc: str, doc: Any, *, category: str) -
     result.count("function_docs_read")
     tool_name, api_name = split_function(name)
     record = build_tool(
-        result, loc, tool_name=tool_name, api_name=api_name, category=category,
-        description=doc.get("description"), parameters=doc.get("parameters", {}),
+        result,
+        loc,
+        tool_name=tool_name,
+        api_name=api_name,
+        category=category,
+        description=doc.get("description"),
+        parameters=doc.get("parameters", {}),
     )
     if record is not None:
         result.tools.append(record)
@@ -162,7 +167,11 @@ def _parse_question(result: ParseResult, loc: str, item: Any, category: str, ans
 
 def _first_user_text(turns: list[Any]) -> str:
     first = turns[0] if turns and isinstance(turns[0], list) else []
-    return "\n".join(m["content"] for m in first if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str))
+    return "\n".join(
+        m["content"]
+        for m in first
+        if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
+    )
 
 
 def _trajectory(result: ParseResult, loc: str, query_id: str, turns: list[Any], truth: list[Any]) -> list[str]:

@@ -20,10 +20,7 @@ from toolweaver.ingest.records import ParseResult, ToolRecord, canonical_json, s
 
 
 def doc_text(tool_name: str, api_name: str, description: str, parameters_json: str) -> str:
-    return (
-        f"tool: {tool_name}\napi: {api_name}\n"
-        f"description: {description}\nparameters: {parameters_json}"
-    )
+    return f"tool: {tool_name}\napi: {api_name}\ndescription: {description}\nparameters: {parameters_json}"
 
 
 def build_tool(
@@ -64,4 +61,3 @@ def build_tool(
         source=result.source,
         origin=locator,
     )
-

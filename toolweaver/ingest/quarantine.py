@@ -44,12 +44,12 @@ def decode_json(raw: bytes, locator: str, result: ParseResult) -> Any | None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        result.reject(locator, NON_UTF8, f"{err}: {raw[max(0, err.start - 80):err.start + 80]!r}")
+        result.reject(locator, NON_UTF8, f"{err}: {raw[max(0, err.start - 80) : err.start + 80]!r}")
         return None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        result.reject(locator, INVALID_JSON, f"{err.msg} at {err.pos}: {text[max(0, err.pos - 200):err.pos + 100]}")
+        result.reject(locator, INVALID_JSON, f"{err.msg} at {err.pos}: {text[max(0, err.pos - 200) : err.pos + 100]}")
         return None
 
 

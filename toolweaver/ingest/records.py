@@ -105,9 +105,7 @@ class ParseResult:
 
     def reject(self, locator: str, reason: str, excerpt: Any) -> None:
         """Record a bad file/record; the caller then skips it (never guesses)."""
-        self.quarantine.append(
-            QuarantineRecord(self.source, locator, reason, make_excerpt(excerpt))
-        )
+        self.quarantine.append(QuarantineRecord(self.source, locator, reason, make_excerpt(excerpt)))
 
 
 def make_excerpt(raw: Any) -> str:

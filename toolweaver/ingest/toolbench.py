@@ -99,8 +99,10 @@ def _parse_tool_file(result: ParseResult, rel: str, data: dict[str, Any]) -> Non
             continue
         required = api.get("required_parameters", [])
         optional = api.get("optional_parameters", [])
-        if not (expect(required, list, f"{loc}.required_parameters", result)
-                and expect(optional, list, f"{loc}.optional_parameters", result)):
+        if not (
+            expect(required, list, f"{loc}.required_parameters", result)
+            and expect(optional, list, f"{loc}.optional_parameters", result)
+        ):
             continue
         record = build_tool(
             result,
@@ -142,7 +144,9 @@ def _parse_answer_file(result: ParseResult, rel: str, data: dict[str, Any], inde
         return
     tool_ids = _resolve_calls(result, loc, messages, index)
     result.trajectories.append(
-        TrajectoryRecord(f"{result.source}/{group}/{path.stem}", query_id, canonical_json(messages), tuple(tool_ids), result.source)
+        TrajectoryRecord(
+            f"{result.source}/{group}/{path.stem}", query_id, canonical_json(messages), tuple(tool_ids), result.source
+        )
     )
 
 
