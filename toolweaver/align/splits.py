@@ -37,3 +37,19 @@ def assign_split(query_id: str, source_split: str | None, config: SplitConfig) -
     if source_split is not None and source_split in config.heldout_splits:
         return "test"
     return "validation" if unit_hash(config.seed, query_id) < config.validation_fraction else "train"
+
+
+BfclHalf = Literal["train", "heldout"]
+
+
+def bfcl_half(item_id: str, seed: int = 0) -> BfclHalf:
+    """The half of one BFCL question or multi-turn conversation: `train` or `heldout`.
+
+    BFCL ships no training split. Every BFCL training example (retrieval, trajectory)
+    comes from the `train` half and every BFCL evaluation from the `heldout` half, so no
+    evaluated question was trained on. `item_id` is the question's or conversation's own
+    id (BFCL's `id` field, e.g. `multi_turn_base_12`, not the store's query_id with its
+    source prefix), so the split does not depend on how the store names queries. Seeded
+    hash, like `assign_split`: stable across runs and machines, about half each.
+    """
+    return "train" if unit_hash(seed, f"bfcl\x00{item_id}") < 0.5 else "heldout"
