@@ -30,6 +30,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse
+import hashlib
 import json
 import logging
 import resource
@@ -160,6 +161,8 @@ def one_run(x: np.ndarray, edges: CoUsageEdges | None, cfg: RQVAEConfig, k: int)
         "collision_rate_before": assignment.report["collision_rate_before"],
         "collision_rate_last_epoch": rq_epochs[-1]["collision_rate"] if rq_epochs else None,
         "unique": metrics["distinct_codes"] == len(x),
+        # Identity of the codes themselves: refactors must leave it unchanged (same seed).
+        "codes_sha256": hashlib.sha256(np.ascontiguousarray(assignment.levels, dtype=np.int64).tobytes()).hexdigest(),
         "resolution": {key: v for key, v in assignment.report.items() if key != "moved"},
         "metrics": metrics,
         "config": result.cfg.model_dump(mode="json"),
