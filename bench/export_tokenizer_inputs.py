@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     cfg = EmbedConfig(model=args.model, batch_size=args.batch_size, device=args.device, show_progress=False)
     if args.store is not None:
-        from tasks.tokenize import export_tokenizer_inputs
+        from tasks.stages.tokenize import export_tokenizer_inputs
 
         export_tokenizer_inputs(args.store, args.out, cfg)
     else:

@@ -43,7 +43,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     sys.path.insert(0, str(ROOT))
     from storage import Store
-    from tasks.ingest import ingest
+    from tasks.stages.ingest import ingest
 
     if args.tracemalloc:
         tracemalloc.start()

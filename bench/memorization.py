@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from storage import Store
-from tasks.evaluate import checkpoint_codes, codes_of_version
+from tasks.stages.evaluate import checkpoint_codes, codes_of_version
 from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
 from toolweaver.align.models import load_checkpoint, read_checkpoint_meta, resolve_device
 
@@ -50,7 +50,7 @@ def memorization_prompts(store: Store, limit: int) -> list[tuple[str, list[dict]
     the same rows, so one list serves both vocabularies)."""
     if store.latest("codes") is None:
         raise FileNotFoundError(f"store {store.root} has no codes; run the codes stage first")
-    # The codes table holds one codes version at a time (see tasks.evaluate.codes_of_version).
+    # The codes table holds one codes version at a time (see tasks.stages.evaluate.codes_of_version).
     (current_version,) = set(store.read("codes", columns=["codes_version"]).column("codes_version").to_pylist())
     current, _ = codes_of_version(store, current_version)
     tool_of_code = {code: tool for tool, code in current.items()}

@@ -15,9 +15,10 @@ from typing import Literal
 from prefect import flow
 
 from flows.build import build
-from tasks import prefect_tasks as T
-from tasks.core import SourceSpec
-from tasks.profiles import Profile
+from tasks.prefect.plan import BuildConfig, BuildResult
+from tasks.prefect.profiles import Profile
+from tasks.prefect.results import SourceSpec
+from tasks.prefect.sensor import CatalogState, catalog_digest, emit_if_changed
 
 
 @flow(name="watch-catalog")
@@ -25,14 +26,14 @@ def watch_catalog(
     sources: tuple[SourceSpec, ...] = (SourceSpec(source="bfcl"),),
     profile: Literal["quick", "full", "auto"] | Profile = "auto",
     store: str | None = None,
-) -> T.CatalogState:
+) -> CatalogState:
     """Emit `toolweaver.catalog.changed` when `sources` changed; `profile` and `store`
     (None = $TOOLWEAVER_HOME or ./artifacts) ride along for the rebuild."""
-    digest = T.catalog_digest(sources)
-    return T.emit_if_changed(sources, digest, profile, store)
+    digest = catalog_digest(sources)
+    return emit_if_changed(sources, digest, profile, store)
 
 
 @flow(name="rebuild", flow_run_name="rebuild-catalog-{digest}")
-def rebuild(config: T.BuildConfig = T.BuildConfig(), digest: str | None = None) -> T.BuildResult:  # noqa: B008
+def rebuild(config: BuildConfig = BuildConfig(), digest: str | None = None) -> BuildResult:  # noqa: B008
     """Rebuild after a catalog change (`digest` = the event's new catalog digest, for the record)."""
     return build(config)

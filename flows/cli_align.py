@@ -6,7 +6,7 @@ that `toolweaver --help` stays fast.
 `retrieve` loads a registered `llm` checkpoint (the latest unless `--checkpoint`) and
 decodes with the codes that checkpoint was trained on, named by its meta `codes_version`:
 an int is a version of the `codes` table; a string (a tokenizer id) selects the newest
-`codes` rows of that tokenizer (`tasks.evaluate.checkpoint_codes`; atomic checkpoints get
+`codes` rows of that tokenizer (`tasks.stages.evaluate.checkpoint_codes`; atomic checkpoints get
 the atomic tokens of the tools they were trained on).
 """
 
@@ -45,7 +45,7 @@ def datasets(
     import pyarrow as pa
 
     from storage import Store
-    from tasks.datasets import build_datasets_stage
+    from tasks.stages.datasets import build_datasets_stage
     from toolweaver.align.datasets import DatasetConfig
     from toolweaver.align.splits import SplitConfig
 
@@ -146,7 +146,7 @@ def _pick_checkpoint(store, checkpoint_id: str | None) -> tuple[str, dict]:
 
 def _codes_for(store, meta: dict) -> dict[str, str]:
     """{tool_id: code (or atomic token)} the checkpoint was trained on."""
-    from tasks.evaluate import checkpoint_codes
+    from tasks.stages.evaluate import checkpoint_codes
 
     if isinstance(meta.get("codes_version"), int):
         table = store.read("codes", version=meta["codes_version"], columns=["tool_id", "code"])

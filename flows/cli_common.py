@@ -23,7 +23,6 @@ import enum
 import json
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -57,10 +56,10 @@ FormatOpt = Annotated[
 
 
 def resolve_store(store: Path | None) -> Path:
-    """--store, else $TOOLWEAVER_HOME, else ./artifacts (same rule as storage.default_root)."""
-    if store is not None:
-        return store
-    return Path(os.environ.get("TOOLWEAVER_HOME") or "artifacts")
+    """--store, else $TOOLWEAVER_HOME, else ./artifacts (`storage.default_root`)."""
+    from storage import default_root
+
+    return default_root(store)
 
 
 class _CurrentStderrHandler(logging.StreamHandler):

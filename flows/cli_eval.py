@@ -80,8 +80,8 @@ def evaluate(
     """Evaluate retrieval methods; prints a table (or JSON rows) and appends them to `eval_results`."""
     setup_logging()
     from storage import Store
-    from tasks.evaluate import EvaluateConfig, resolve_checkpoints
-    from tasks.evaluate import evaluate as run_evaluate
+    from tasks.stages.evaluate import EvaluateConfig, resolve_checkpoints
+    from tasks.stages.evaluate import evaluate as run_evaluate
     from toolweaver.align.splits import SplitConfig
     from toolweaver.eval.methods import MethodsConfig, parse_method_ids
     from toolweaver.eval.report import markdown_table
@@ -136,7 +136,7 @@ def vocab_report(
     """Tokens added to the LLM vocabulary for the store's catalog: codes vs atomic (one per tool)."""
     setup_logging()
     from storage import Store
-    from tasks.evaluate import store_vocabulary_report
+    from tasks.stages.evaluate import store_vocabulary_report
     from toolweaver.eval.costs import count_virtual_tokens
 
     try:

@@ -81,8 +81,8 @@ def finetune(
     """Fine-tune the LLM on the store's sft_examples, stage by stage; prints each stage's checkpoint."""
     setup_logging()
     from storage import Store
-    from tasks.finetune import FinetuneConfig
-    from tasks.finetune import finetune as run_finetune
+    from tasks.stages.finetune import FinetuneConfig
+    from tasks.stages.finetune import finetune as run_finetune
 
     base = json.loads(config_json.read_text()) if config_json else {}
     overrides = {

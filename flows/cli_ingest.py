@@ -44,8 +44,8 @@ def ingest(
     import pyarrow as pa
 
     from storage import Store
-    from tasks.ingest import QuarantineError
-    from tasks.ingest import ingest as run_ingest
+    from tasks.stages.ingest import QuarantineError
+    from tasks.stages.ingest import ingest as run_ingest
 
     if path is None and source != Source.bfcl:
         raise fail(f"--source {source.value} needs --path")

@@ -43,7 +43,7 @@ def run(
         raise typer.BadParameter(f"--profile must be one of {', '.join(_PROFILES)}, got {profile!r}")
     _forward_library_logs()
     from flows.build import build
-    from tasks.prefect_tasks import BuildConfig, RunOptions
+    from tasks.prefect.plan import BuildConfig, RunOptions
 
     chosen: Literal["quick", "full", "auto"] = profile  # type: ignore[assignment]
     config = BuildConfig(store=store, profile=chosen, run=RunOptions(force=tuple(force or ()), retries=retries))

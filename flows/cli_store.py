@@ -109,7 +109,7 @@ def vacuum(
     import pyarrow as pa
 
     from storage.store import Store
-    from tasks.retention import RetentionConfig, retain
+    from tasks.stages.retention import RetentionConfig, retain
 
     root = resolve_store(store)
     if not root.is_dir():

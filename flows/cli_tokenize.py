@@ -51,8 +51,8 @@ def tokenize(
     """
     setup_logging()
     from storage import Store
-    from tasks.tokenize import TokenizeConfig
-    from tasks.tokenize import tokenize as run_tokenize
+    from tasks.stages.tokenize import TokenizeConfig
+    from tasks.stages.tokenize import tokenize as run_tokenize
     from toolweaver.codes.embed import EmbedConfig
 
     overrides = {
@@ -90,7 +90,7 @@ def export_tokenizer_inputs(
 ) -> None:
     """Write the benchmark inputs of bench/tokenize.py from the store (embeds missing docs first)."""
     setup_logging()
-    from tasks.tokenize import export_tokenizer_inputs as run_export
+    from tasks.stages.tokenize import export_tokenizer_inputs as run_export
     from toolweaver.codes.embed import EmbedConfig
 
     embed = EmbedConfig(device=device.value, **({"model": model} if model else {}))

@@ -1,8 +1,9 @@
 """Arrow schemas of every artifact table, declared once (see docs/tables.md).
 
-Later stages add their own tables with `register_schema(name, schema)` at import time
-of their task module, e.g. `register_schema("eval_results", pa.schema([...]))`.
-Tables whose shape depends on a run parameter (the embedding width) have a schema
+The ingest tables are declared here, the tables of the later stages in
+`storage.schemas_pipeline`; `SCHEMAS` holds both, so writing any table needs no stage
+module. `register_schema(name, schema)` adds a table for code outside the pipeline
+(tests, user extensions). Tables whose shape depends on a run parameter (the embedding width) have a schema
 function instead (`embeddings_schema(dim)`); `Store.write` resolves those with
 `schema_for(table, data)`.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
+
+from storage.schemas_pipeline import PIPELINE_SCHEMAS
 
 # Table names become folder names and SQL view names: keep them plain identifiers.
 TABLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -122,6 +125,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
+SCHEMAS.update(PIPELINE_SCHEMAS)
 
 
 def embeddings_schema(dim: int) -> pa.Schema:

@@ -201,7 +201,7 @@ def connect(root: str | Path | None = None, *, as_of: AsOf = None, write: bool =
     With write=False the connection also has no file-system access (no COPY TO, no
     ATTACH, no reading files outside the views) and its settings are locked.
     """
-    root = Path(root) if root is not None else default_root()
+    root = default_root(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no store at {root} (give --store DIR or set TOOLWEAVER_HOME)")
     names = _table_names(root)

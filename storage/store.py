@@ -53,9 +53,10 @@ _TABLE_CONFIG = {"delta.enableExpiredLogCleanup": "false"}
 _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 
 
-def default_root() -> Path:
-    """$TOOLWEAVER_HOME, else ./artifacts."""
-    return Path(os.environ.get("TOOLWEAVER_HOME") or "artifacts")
+def default_root(root: str | Path | None = None) -> Path:
+    """The store root, by the one rule every entry point uses: `root` when given, else
+    $TOOLWEAVER_HOME, else ./artifacts (`~` expanded, not made absolute)."""
+    return Path(root or os.environ.get("TOOLWEAVER_HOME") or "artifacts").expanduser()
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Store:
     """Delta tables + lineage + checkpoint registry under one root folder."""
 
     def __init__(self, root: str | Path | None = None, *, run_id: str | None = None) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        self.root = default_root(root)
         self.root.mkdir(parents=True, exist_ok=True)
         # Writes without an explicit run id belong to this Store's session, so that
         # `--as-of <run id>` also works for plain scripts and CLI commands.

@@ -59,7 +59,7 @@ def test_memorization_bench_scores_a_memorized_checkpoint_one(tmp_path: Path) ->
 
     import torch
 
-    from tasks.finetune import FinetuneConfig, finetune
+    from tasks.stages.finetune import FinetuneConfig, finetune
     from tests.align.test_train import MEMORIZE
     from tests.align.test_train_task import N_TOOLS, _store_with_inputs
     from toolweaver.align.train import TrainConfig

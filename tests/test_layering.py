@@ -47,3 +47,44 @@ def test_package_respects_layering(package: str) -> None:
         for name in sorted(imported_top_levels(path) & FORBIDDEN[package])
     ]
     assert not violations, "layering violations:\n" + "\n".join(violations)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Full dotted names of every module a Python file imports (anywhere in it)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+# Inside `tasks/`: stage functions (and the digests both layers share) know nothing of
+# the orchestrator, so they run from a notebook; the Prefect layer sits on top of them.
+PREFECT_FREE = ("tasks/stages", "tasks/digests.py")
+
+
+@pytest.mark.parametrize("part", PREFECT_FREE)
+def test_stage_functions_are_prefect_free(part: str) -> None:
+    target = ROOT / part
+    files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    assert files, f"{part} has no Python files"
+    violations = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files
+        for name in sorted(imported_modules(path))
+        if name.split(".")[0] == "prefect" or name.startswith("tasks.prefect")
+    ]
+    assert not violations, "tasks/stages must not import the Prefect layer:\n" + "\n".join(violations)
+
+
+def test_every_tasks_module_belongs_to_a_layer() -> None:
+    loose = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "tasks").glob("*.py")
+        if p.name != "__init__.py" and p.relative_to(ROOT).as_posix() not in PREFECT_FREE
+    )
+    assert not loose, f"modules outside tasks/stages and tasks/prefect: {loose}"

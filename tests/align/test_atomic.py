@@ -140,7 +140,7 @@ def test_random_logits_never_yield_an_invalid_one_token_code(seed, n_tools, top_
 
 
 def test_atomic_stage_trains_on_the_same_examples_with_one_token_per_tool(tmp_path: Path) -> None:
-    from tasks.finetune import FinetuneConfig, finetune, read_codes, read_examples, stage_hash
+    from tasks.stages.finetune import FinetuneConfig, finetune, read_codes, read_examples, stage_hash
     from tests.align.test_train_task import N_TOOLS, _config, _store_with_inputs
     from toolweaver.align.models import load_checkpoint, read_checkpoint_meta
 

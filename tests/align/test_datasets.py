@@ -354,7 +354,7 @@ def test_datasets_stage_writes_tables_and_exports(tmp_path: Path) -> None:
 
     from storage import Store
     from storage.schemas import SCHEMAS
-    from tasks.datasets import build_datasets_stage
+    from tasks.stages.datasets import build_datasets_stage
 
     store = Store(tmp_path / "store")
     tools = [

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-import tasks.finetune as ft
+import tasks.stages.finetune as ft
 from storage import SCHEMAS, Store
-from tasks.datasets import SFT_EXAMPLES_SCHEMA
-from tasks.finetune import TRAIN_METRICS, FinetuneConfig, finetune, finetune_stage
+from tasks.stages.datasets import SFT_EXAMPLES_SCHEMA
+from tasks.stages.finetune import TRAIN_METRICS, FinetuneConfig, finetune, finetune_stage
 from tests.align.test_train import K, tiny_base, tiny_setup
 from toolweaver.align.models import load_checkpoint, read_checkpoint_meta
 from toolweaver.align.tiny import tiny_tokenizer

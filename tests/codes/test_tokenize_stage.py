@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from storage import SCHEMAS, Store
-from tasks.tokenize import (
+from tasks.stages.tokenize import (
     TokenizeConfig,
     build_cousage,
     export_tokenizer_inputs,
@@ -112,7 +112,7 @@ def test_build_cousage_from_qrels_and_trajectories(store_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def stb_store(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Store, pa.Table]:
     """StableToolBench test-query catalog (2,479 real tools) + qrels, ingested once."""
-    from tasks.ingest import ingest
+    from tasks.stages.ingest import ingest
 
     store = Store(tmp_path_factory.mktemp("stb") / "store")
     ingest(store, "stabletoolbench", shared_data / "toolbench/stabletoolbench/solvable_queries/test_instruction")
@@ -171,7 +171,7 @@ def test_tokenize_then_500_new_tools_keeps_every_existing_code(
 
 # ----------------------------------------------------------------------------- export
 def test_export_round_trip(store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.tokenize as stage
+    import tasks.stages.tokenize as stage
 
     store = Store(store_dir)
     tools = [_tool("B", "y", "second"), _tool("A", "x", "first"), _tool("C", "z", "third")]

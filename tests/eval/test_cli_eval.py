@@ -68,7 +68,7 @@ def test_evaluate_ingested_dataset_and_vocab_report(small_beir: Path, store_dir:
     import pyarrow as pa
 
     from storage import Store
-    from tasks.ingest import ingest
+    from tasks.stages.ingest import ingest
 
     store = Store(store_dir)
     ingest(store, "beir", small_beir)

@@ -83,7 +83,7 @@ def trained(small_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     import torch
 
     from storage import Store
-    from tasks.ingest import ingest
+    from tasks.stages.ingest import ingest
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("llm-methods")
@@ -164,7 +164,7 @@ def test_every_method_id_is_evaluated(evaluated: list[dict]) -> None:
 def test_new_corpus_tools_are_coded_and_existing_codes_unchanged(
     trained: dict, evaluated: list[dict], small_beir: Path
 ) -> None:
-    from tasks.evaluate import EvaluateConfig, checkpoint_codes, llm_codes, resolve_checkpoints
+    from tasks.stages.evaluate import EvaluateConfig, checkpoint_codes, llm_codes, resolve_checkpoints
     from toolweaver.align.models import read_checkpoint_meta
     from toolweaver.eval.methods import MethodsConfig
 

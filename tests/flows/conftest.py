@@ -32,11 +32,11 @@ def prefect_harness() -> Iterator[None]:
 
 
 def _installed_bfcl() -> Path:
-    from tasks.prefect_tasks import bfcl_data_dir
+    from toolweaver.ingest.bfcl import default_data_dir
 
     try:
-        return bfcl_data_dir()
-    except RuntimeError as exc:
+        return default_data_dir()
+    except FileNotFoundError as exc:
         pytest.skip(str(exc))
 
 
@@ -109,9 +109,9 @@ TINY_RQVAE = {
 def tiny_profile(tmp_path_factory: pytest.TempPathFactory):
     """A profile for flow tests: real MiniLM embeddings, a tiny RQ-VAE, a 2-layer Llama
     built in code (saved as a model folder), 2 LoRA steps, BM25 + the tuned model."""
-    from tasks.finetune import FinetuneConfig
-    from tasks.profiles import Profile
-    from tasks.tokenize import TokenizeConfig
+    from tasks.prefect.profiles import Profile
+    from tasks.stages.finetune import FinetuneConfig
+    from tasks.stages.tokenize import TokenizeConfig
     from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
     from toolweaver.align.train import TrainConfig
     from toolweaver.codes.embed import EmbedConfig
@@ -176,9 +176,9 @@ def memorizing_profile(tmp_path_factory: pytest.TempPathFactory, one_api_tool_fi
     tokenizer that knows the words of the BFCL subset and of every tool file used."""
     import torch
 
-    from tasks.finetune import FinetuneConfig
-    from tasks.profiles import Profile
-    from tasks.tokenize import TokenizeConfig
+    from tasks.prefect.profiles import Profile
+    from tasks.stages.finetune import FinetuneConfig
+    from tasks.stages.tokenize import TokenizeConfig
     from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
     from toolweaver.align.train import TrainConfig
     from toolweaver.codes.embed import EmbedConfig

@@ -11,7 +11,7 @@ def test_progress_artifact_is_updated_in_place() -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
 
-    from tasks.prefect_tasks import ProgressArtifact
+    from tasks.prefect.progress import ProgressArtifact
 
     @flow
     def loop() -> str:
@@ -29,16 +29,17 @@ def test_progress_artifact_is_updated_in_place() -> None:
 
 
 def test_progress_total_must_be_positive() -> None:
-    from tasks.prefect_tasks import ProgressArtifact
+    from tasks.prefect.progress import ProgressArtifact
 
     with pytest.raises(ValueError, match="positive"):
         ProgressArtifact("x", total=0)
 
 
 def test_summary_markdown_lists_tables_and_sql(tmp_path) -> None:
-    from tasks.core import StageResult, TableVersion
-    from tasks.prefect_tasks import BuildConfig, resolve_plan, summary_markdown
-    from tasks.profiles import QUICK
+    from tasks.prefect.plan import BuildConfig, resolve_plan
+    from tasks.prefect.profiles import QUICK
+    from tasks.prefect.reporting import summary_markdown
+    from tasks.prefect.results import StageResult, TableVersion
 
     plan = resolve_plan(BuildConfig(store=str(tmp_path), profile=QUICK))
     stages = (

@@ -1,7 +1,7 @@
 """Resume, idle rebuild, content change, force and wiped store, through real flow runs.
 
 Every test builds small real BFCL data into its own store; the stage list comes from
-`tasks.prefect_tasks.STAGE_SPECS`, so stages added to the pipeline are covered here
+`tasks.prefect.registry.STAGE_SPECS`, so stages added to the pipeline are covered here
 without new tests.
 """
 
@@ -24,8 +24,8 @@ PIPELINE = ["ingest", "embed", "cousage", "codes", "datasets", "finetune-memoriz
 @pytest.fixture()
 def config(tiny_profile, store_dir: Path, bfcl_subset: Path):
     """`config(**run_options)` -> a BuildConfig of the tiny profile over this test's data and store."""
-    from tasks.core import SourceSpec
-    from tasks.prefect_tasks import BuildConfig, RunOptions
+    from tasks.prefect.plan import BuildConfig, RunOptions
+    from tasks.prefect.results import SourceSpec
 
     def make(retention: dict | None = None, **run: object) -> BuildConfig:
         sources = (SourceSpec(source="bfcl", path=bfcl_subset),)
@@ -37,7 +37,8 @@ def config(tiny_profile, store_dir: Path, bfcl_subset: Path):
 
 
 def test_pipeline_order_matches_the_plan(config) -> None:
-    from tasks.prefect_tasks import planned_stages, resolve_plan
+    from tasks.prefect.plan import resolve_plan
+    from tasks.prefect.registry import planned_stages
 
     assert planned_stages(resolve_plan(config())) == PIPELINE
 
@@ -65,7 +66,7 @@ QUICK_FAILURES = {"codes"}
 )
 def test_resume_recomputes_only_the_failed_stage_and_after(failing: str, config) -> None:
     from flows.build import build
-    from tasks.core import InjectedFailure
+    from tasks.prefect.cache import InjectedFailure
 
     k = PIPELINE.index(failing)
     with pytest.raises(InjectedFailure, match=failing):
@@ -155,7 +156,7 @@ def _assert_retention_kept_what_is_in_use(store_dir: Path, first, second) -> Non
 @pytest.mark.slow
 def test_wiped_store_is_rebuilt_not_served_from_cache(config, store_dir: Path) -> None:
     from flows.build import build
-    from tasks.prefect_tasks import STAGES
+    from tasks.prefect.registry import STAGES
 
     first, _ = _run(build, config())
     shutil.rmtree(store_dir)
@@ -168,7 +169,7 @@ def test_wiped_store_is_rebuilt_not_served_from_cache(config, store_dir: Path) -
 
 
 def test_unknown_stage_names_are_rejected(config) -> None:
-    from tasks.prefect_tasks import resolve_plan
+    from tasks.prefect.plan import resolve_plan
 
     with pytest.raises(ValueError, match="unknown stage"):
         resolve_plan(config(force=("ingset",)))

@@ -41,8 +41,8 @@ def _catalog_events(key: str, expected: int) -> list[dict]:
 
 def test_watch_catalog_emits_only_when_content_changes(bfcl_subset: Path) -> None:
     from flows.catalog import watch_catalog
-    from tasks.core import SourceSpec
-    from tasks.prefect_tasks import catalog_key
+    from tasks.prefect.results import SourceSpec
+    from tasks.prefect.sensor import catalog_key
 
     sources = (SourceSpec(source="bfcl", path=bfcl_subset),)
     first = watch_catalog(sources)

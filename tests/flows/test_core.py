@@ -7,17 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from tasks.core import (
-    NON_KEY_PARAMETERS,
-    ContentCachePolicy,
-    SourceSpec,
-    StageResult,
-    TableVersion,
-    config_hash,
-    content_digest,
-    inputs_digest,
-    value_digest,
-)
+from tasks.digests import config_hash, content_digest
+from tasks.prefect.cache import NON_KEY_PARAMETERS, ContentCachePolicy, inputs_digest, value_digest
+from tasks.prefect.results import SourceSpec, StageResult, TableVersion
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:

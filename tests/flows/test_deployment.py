@@ -229,7 +229,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_deploy_all_and_run_build_then_catalog_event(deployed: Cluster, tmp_path: Path, tiny_profile) -> None:
     from storage import Store
-    from tasks.prefect_tasks import BuildConfig, planned_stages, resolve_plan
+    from tasks.prefect.plan import BuildConfig, resolve_plan
+    from tasks.prefect.registry import planned_stages
 
     c = deployed
     data = write_bfcl_subset(tmp_path / "bfcl", lines=25)
@@ -394,7 +395,7 @@ def test_twenty_new_tool_files_trigger_an_incremental_rebuild(
 BUILD_SCRIPT = (
     "import json, sys\n"
     "from flows.build import build\n"
-    "from tasks.prefect_tasks import BuildConfig\n"
+    "from tasks.prefect.plan import BuildConfig\n"
     "build(BuildConfig.model_validate(json.loads(sys.argv[1])))\n"
 )
 

@@ -79,7 +79,7 @@ def test_catalog_trigger_passes_the_digest(deployments: dict[str, dict[str, Any]
     from prefect.events import DeploymentTriggerTypes
     from pydantic import TypeAdapter
 
-    from tasks.prefect_tasks import CATALOG_EVENT
+    from tasks.prefect.sensor import CATALOG_EVENT
 
     d = deployments["on-catalog-change"]
     (raw,) = d["triggers"]

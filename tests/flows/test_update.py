@@ -57,8 +57,8 @@ def test_added_tools_continue_the_last_model(
 ) -> None:
     from flows.build import build
     from flows.catalog import rebuild
-    from tasks.core import SourceSpec
-    from tasks.prefect_tasks import BuildConfig
+    from tasks.prefect.plan import BuildConfig
+    from tasks.prefect.results import SourceSpec
 
     watched = tmp_path / "tools"
     names = sorted(one_api_tool_files)

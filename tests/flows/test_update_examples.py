@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 
 from storage import SCHEMAS, Store
-from tasks.datasets import SFT_EXAMPLES, SFT_EXAMPLES_SCHEMA
-from tasks.finetune import TRAIN_METRICS, TRAIN_METRICS_SCHEMA
-from tasks.update import SFT_UPDATE, UpdateConfig, new_tool_codes, previous_model, write_update_examples
+from tasks.stages.datasets import SFT_EXAMPLES, SFT_EXAMPLES_SCHEMA
+from tasks.stages.finetune import TRAIN_METRICS, TRAIN_METRICS_SCHEMA
+from tasks.stages.update import SFT_UPDATE, UpdateConfig, new_tool_codes, previous_model, write_update_examples
 from toolweaver.align.models import CHECKPOINT_META
 
 

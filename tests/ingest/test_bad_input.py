@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from storage import Store
-from tasks.ingest import QuarantineError, ingest
+from tasks.stages.ingest import QuarantineError, ingest
 from tests.ingest.corpus import api, tool_file, write_json
 from toolweaver.ingest import toolbench
 from toolweaver.ingest.quarantine import DOC_MAX_CHARS

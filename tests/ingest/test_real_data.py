@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage import Store
-from tasks.ingest import ingest
+from tasks.stages.ingest import ingest
 
 
 @pytest.fixture(scope="module")

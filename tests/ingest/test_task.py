@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from storage import Store
-from tasks.ingest import TABLES, from_arrow, ingest, ingest_source, to_arrow
+from tasks.stages.ingest import TABLES, from_arrow, ingest, ingest_source, to_arrow
 from tests.ingest.corpus import api, good_toolbench, tool_file, write_json
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from storage import Store
 from storage.retention import in_use_versions, prune_checkpoints, vacuum
-from tasks.retention import RetentionConfig, retain
+from tasks.stages.retention import RetentionConfig, retain
 
 from ._helpers import qrels, tools
 

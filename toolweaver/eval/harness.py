@@ -8,7 +8,7 @@ Settings (as in the ToolGen/ToolWeaver papers):
 
 A method is fitted once on the training queries and the full catalog, then ranks every
 evaluation set under every setting. Rows are plain records whose fields are the
-``eval_results`` columns; ``tasks/evaluate.py`` writes them through ``storage``.
+``eval_results`` columns; ``tasks/stages/evaluate.py`` writes them through ``storage``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `parse_source(source, path, catalog)` dispatches to one parser (each module's
 docstring documents its expected layout); `merge` holds the one-row-per-tool rule.
-Nothing here touches the artifact store (that is `tasks/ingest.py`).
+Nothing here touches the artifact store (that is `tasks/stages/ingest.py`).
 
 Rules, in one place:
 

@@ -40,10 +40,17 @@ _CALL_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*\(")
 
 
 def default_data_dir() -> Path:
+    """The data folder of the installed `bfcl-eval` package, found without importing it
+    (its __init__ pulls heavy dependencies)."""
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package bfcl-eval is not installed: pip install --no-deps bfcl-eval")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+        raise FileNotFoundError(
+            "package bfcl-eval is not installed: run `make setup` (pip install --no-deps bfcl-eval)"
+        )
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    if not data.is_dir():
+        raise FileNotFoundError(f"bfcl-eval is installed but has no data folder at {data}")
+    return data
 
 
 def split_function(name: str) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Typed records produced by the ingest parsers (one record type per output table).
 
-Field names are the column names of docs/tables.md; `tasks/ingest.py` turns lists of
+Field names are the column names of docs/tables.md; `tasks/stages/ingest.py` turns lists of
 these into Arrow tables with the schemas declared in `storage/schemas.py`.
 """
 

@@ -5,7 +5,6 @@ optionally export JSONL files for `datasets.load_dataset("json", ...)`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from storage import Store, TableRef
-from storage.schemas import register_schema
+from storage import SCHEMAS, Store, TableRef
+from tasks.digests import config_hash
 from toolweaver.align.datasets import BuiltDatasets, DatasetConfig, build_datasets, export_jsonl
 
 logger = logging.getLogger(__name__)
@@ -24,32 +23,8 @@ SFT_REJECTS = "sft_rejects"
 REQUIRED_INPUTS = ("tools", "codes")
 OPTIONAL_INPUTS = ("queries", "qrels", "trajectories")
 
-SFT_EXAMPLES_SCHEMA = register_schema(
-    SFT_EXAMPLES,
-    pa.schema(
-        [
-            pa.field("example_id", pa.string(), nullable=False),  # "<stage>/<tool_id|query_id|trajectory_id>"
-            pa.field("stage", pa.string(), nullable=False),  # memorization | retrieval | trajectory
-            pa.field("split", pa.string(), nullable=False),  # train | validation | test
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("query_id", pa.string()),
-            pa.field("conversations", pa.string(), nullable=False),  # JSON [{role, content, loss}]
-            pa.field("n_tools", pa.int32(), nullable=False),
-        ]
-    ),
-)
-SFT_REJECTS_SCHEMA = register_schema(
-    SFT_REJECTS,
-    pa.schema(
-        [
-            pa.field("stage", pa.string(), nullable=False),
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("query_id", pa.string()),
-            pa.field("tool_id", pa.string()),
-            pa.field("reason", pa.string(), nullable=False),
-        ]
-    ),
-)
+SFT_EXAMPLES_SCHEMA = SCHEMAS[SFT_EXAMPLES]
+SFT_REJECTS_SCHEMA = SCHEMAS[SFT_REJECTS]
 
 
 @dataclass(frozen=True)
@@ -58,10 +33,6 @@ class DatasetsResult:
     rejects: TableRef
     exported: dict[str, Path]
     counts: dict[str, int]  # "stage.split" -> examples
-
-
-def config_hash(config: DatasetConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def read_inputs(store: Store) -> tuple[dict[str, list[dict]], list[TableRef]]:

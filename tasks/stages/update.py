@@ -18,7 +18,6 @@ description: the examples changed, so the stages recompute as before).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -28,15 +27,14 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage import Store, TableRef
-from storage.schemas import register_schema
-from tasks.datasets import SFT_EXAMPLES, SFT_EXAMPLES_SCHEMA
-from tasks.finetune import CHECKPOINT_KIND, TRAIN_METRICS
+from tasks import digests
+from tasks.stages.datasets import SFT_EXAMPLES, SFT_EXAMPLES_SCHEMA
+from tasks.stages.finetune import CHECKPOINT_KIND, TRAIN_METRICS
 from toolweaver.align.models import read_checkpoint_meta
 
 logger = logging.getLogger(__name__)
 
 SFT_UPDATE = "sft_update"
-register_schema(SFT_UPDATE, SFT_EXAMPLES_SCHEMA)
 
 
 class UpdateConfig(BaseModel):
@@ -112,7 +110,7 @@ def write_update_examples(
         chosen += replay
         counts |= {f"{stage}.new": n_new, f"{stage}.replay": len(replay)}
     table = pa.Table.from_pylist(sorted(chosen, key=lambda r: r["example_id"]), schema=SFT_EXAMPLES_SCHEMA)
-    config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    config_hash = digests.config_hash(config)
     written = store.write(
         SFT_UPDATE, table, run_id=run_id, config_hash=config_hash, inputs=[ref, store.latest("codes")]
     )

@@ -36,8 +36,7 @@ import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from storage import Store, TableRef
-from storage.schemas import register_schema
+from storage import SCHEMAS, Store, TableRef
 from toolweaver.align.atomic import TokenScheme, atomic_tokens, rewrite_codes
 from toolweaver.align.collate import encode_all
 from toolweaver.align.models import (
@@ -48,6 +47,7 @@ from toolweaver.align.models import (
     resolve_device,
 )
 from toolweaver.align.train import (
+    RESUMABLE_FIELDS,
     STAGES,
     Stage,
     StepMetrics,
@@ -64,25 +64,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_KIND = "llm"
 SFT_EXAMPLES = "sft_examples"
 TRAIN_METRICS = "train_metrics"
-TRAIN_METRICS_SCHEMA = register_schema(
-    TRAIN_METRICS,
-    pa.schema(
-        [
-            pa.field("run_id", pa.string(), nullable=False),
-            pa.field("config_hash", pa.string(), nullable=False),
-            pa.field("stage", pa.string(), nullable=False),
-            pa.field("step", pa.int64(), nullable=False),
-            pa.field("epoch", pa.int64(), nullable=False),
-            pa.field("loss", pa.float64(), nullable=False),
-            pa.field("lr", pa.float64(), nullable=False),
-            pa.field("grad_norm", pa.float64(), nullable=False),
-            pa.field("tokens", pa.int64(), nullable=False),
-            pa.field("loss_tokens", pa.int64(), nullable=False),
-            pa.field("step_s", pa.float64(), nullable=False),
-            pa.field("tokens_per_s", pa.float64(), nullable=False),
-        ]
-    ),
-)
+TRAIN_METRICS_SCHEMA = SCHEMAS[TRAIN_METRICS]
 
 
 class FinetuneConfig(BaseModel):
@@ -176,7 +158,7 @@ def read_codes(store: Store) -> CodesInput:
 def stage_hash(config: FinetuneConfig, stage: Stage, inputs: Sequence[TableRef], init: str) -> str:
     """Run-independent identity of a stage: its settings (device and checkpoint cadence
     excluded), the content digests of its inputs and the checkpoint it starts from."""
-    train = config.stage_config(stage).model_dump(mode="json", exclude={"device", "save_every", "keep_last"})
+    train = config.stage_config(stage).model_dump(mode="json", exclude=set(RESUMABLE_FIELDS))
     payload = {
         "model": config.model,
         "vocab": config.vocab.model_dump(mode="json"),

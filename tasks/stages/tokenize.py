@@ -21,7 +21,6 @@ explicit retrain recomputes all codes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -35,7 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage import Store, TableRef, embeddings_schema, register_schema
+from storage import SCHEMAS, Store, TableRef, embeddings_schema
+from tasks.digests import config_hash
 from toolweaver.codes.cousage import CoUsageEdge, cousage_edges, edges_to_indices
 from toolweaver.codes.embed import (
     EmbedConfig,
@@ -53,74 +53,10 @@ EMBED_WRITE_ROWS = 4096  # docs embedded per appended embeddings version
 # What a text embedder is for this stage: texts -> (N, D) float32. Tests inject cheap ones.
 Embedder = Callable[[Sequence[str]], np.ndarray]
 
-COLLISION_REPORT_SCHEMA = register_schema(
-    "collision_report",
-    pa.schema(
-        [
-            pa.field("codes_version", pa.string(), False),
-            pa.field("mode", pa.string(), False),  # "full" | "incremental"
-            pa.field("n_tools", pa.int64(), False),
-            pa.field("n_existing", pa.int64(), False),
-            pa.field("collision_rate_before", pa.float64(), False),
-            pa.field("colliding_tools_before", pa.int64(), False),
-            pa.field("rounds", pa.int64(), False),
-            pa.field("resolved_by_sinkhorn", pa.int64(), False),
-            pa.field("fallback_used", pa.int64(), False),
-            pa.field("prefix_moves", pa.int64(), False),
-            pa.field("collisions_after", pa.int64(), False),
-            pa.field("moved_tool_ids", pa.list_(pa.string()), False),
-        ]
-    ),
-)
-VOCABULARY_SCHEMA = register_schema(
-    "vocabulary",
-    pa.schema(
-        [
-            pa.field("token", pa.string(), False),
-            pa.field("level", pa.int32(), False),
-            pa.field("code", pa.int32(), False),
-            pa.field("codes_version", pa.string(), False),
-        ]
-    ),
-)
-EPOCHS_SCHEMA = register_schema(
-    "rqvae_epochs",
-    pa.schema(
-        [
-            pa.field("codes_version", pa.string(), False),
-            pa.field("epoch", pa.int32(), False),
-            pa.field("phase", pa.string(), False),  # "warmup" | "rq"
-            pa.field("loss_total", pa.float64()),
-            pa.field("loss_recon", pa.float64()),
-            pa.field("loss_quant", pa.float64()),
-            pa.field("loss_cousage", pa.float64()),
-            pa.field("collision_rate", pa.float64()),  # null in warm-up epochs (no codes yet)
-            pa.field("utilisation", pa.list_(pa.float64())),
-            pa.field("perplexity", pa.list_(pa.float64())),
-            pa.field("revived", pa.int64()),
-            pa.field("seconds", pa.float64(), False),
-        ]
-    ),
-)
-METRICS_SCHEMA = register_schema(
-    "code_metrics",
-    pa.schema(
-        [
-            pa.field("codes_version", pa.string(), False),
-            pa.field("mode", pa.string(), False),
-            pa.field("n_tools", pa.int64(), False),
-            pa.field("distinct_codes", pa.int64(), False),
-            pa.field("collision_rate_before", pa.float64()),
-            pa.field("utilisation", pa.list_(pa.float64()), False),
-            pa.field("perplexity", pa.list_(pa.float64()), False),
-            pa.field("alignment_cousage", pa.float64()),
-            pa.field("alignment_random", pa.float64()),
-            pa.field("alignment_lift", pa.float64()),
-            pa.field("k", pa.int32(), False),
-            pa.field("recall_at_k", pa.float64()),
-        ]
-    ),
-)
+COLLISION_REPORT_SCHEMA = SCHEMAS["collision_report"]
+VOCABULARY_SCHEMA = SCHEMAS["vocabulary"]
+EPOCHS_SCHEMA = SCHEMAS["rqvae_epochs"]
+METRICS_SCHEMA = SCHEMAS["code_metrics"]
 
 
 class TokenizeConfig(BaseModel):
@@ -153,11 +89,6 @@ class TokenizeResult:
     codes_version: str
     refs: dict[str, TableRef] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def config_hash(cfg: BaseModel | dict[str, Any]) -> str:
-    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -290,7 +221,7 @@ def build_cousage(store: Store) -> TableRef:
     edges = cousage_edges(cousage_groups(store))
     rows = pa.Table.from_pylist(
         [{"src": e.src, "dst": e.dst, "count": e.count, "weight": e.weight} for e in edges],
-        schema=_schema("cousage"),
+        schema=SCHEMAS["cousage"],
     )
     return store.write("cousage", rows, inputs=_refs(store, "qrels", "trajectories"))
 
@@ -485,12 +416,6 @@ def write_export(
 
 
 # ----------------------------------------------------------------------------- arrow rows
-def _schema(table: str) -> pa.Schema:
-    from storage import SCHEMAS
-
-    return SCHEMAS[table]
-
-
 def _refs(store: Store, *tables: str) -> list[TableRef]:
     return [ref for ref in (store.latest(t) for t in tables) if ref is not None]
 
@@ -513,7 +438,7 @@ def _write_codes(
             "code": pa.array([format_code(row) for row in levels.tolist()], pa.string()),
             "codes_version": pa.array([version] * len(tool_ids), pa.string()),
         },
-        schema=_schema("codes"),
+        schema=SCHEMAS["codes"],
     )
     return store.write("codes", rows, mode=mode, inputs=inputs, config_hash=chash)  # type: ignore[arg-type]
 

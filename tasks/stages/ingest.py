@@ -17,7 +17,6 @@ Qrels naming a tool_id absent from the merged catalog are quarantined
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -29,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from storage import SCHEMAS, Store, TableRef
+from tasks.digests import sha256_json
 from toolweaver.ingest import parse_source
 from toolweaver.ingest.merge import merge_qrels, merge_queries, merge_tools, merge_trajectories, variant_to_tool
 from toolweaver.ingest.quarantine import UNKNOWN_TOOL
@@ -69,7 +69,7 @@ def ingest(
             f"{dict(sorted(reasons.items()))}; nothing written"
         )
     inputs = [ref for ref in (store.latest(t) for t in TABLES) if ref is not None]
-    config_hash = hashlib.sha256(json.dumps({"stage": "ingest", "source": source}).encode()).hexdigest()
+    config_hash = sha256_json({"stage": "ingest", "source": source})
     refs = {
         t: store.write(t, to_arrow(t, rows[t]), run_id=run_id, config_hash=config_hash, inputs=inputs) for t in TABLES
     }

@@ -8,7 +8,6 @@ markdown + PNG report when asked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage import Store, TableRef, register_schema
+from storage import SCHEMAS, Store, TableRef
+from tasks import digests
 from toolweaver.align.atomic import atomic_tokens
 from toolweaver.align.splits import SplitConfig
 from toolweaver.eval.harness import SETTINGS, EvalRow, Setting, evaluate_method
@@ -30,27 +30,7 @@ from toolweaver.eval.sets import Inputs, NothingToEvaluate, build_from_records, 
 logger = logging.getLogger(__name__)
 
 TABLE = "eval_results"
-EVAL_RESULTS_SCHEMA = register_schema(
-    TABLE,
-    pa.schema(
-        [
-            pa.field("method", pa.string(), nullable=False),
-            pa.field("setting", pa.string(), nullable=False),  # in-domain | multi-domain
-            pa.field("convention", pa.string(), nullable=False),  # standard | toolgen
-            pa.field("metric", pa.string(), nullable=False),  # ndcg@1 ... exact_set_acc
-            pa.field("value", pa.float64(), nullable=False),
-            pa.field("n_queries", pa.int64(), nullable=False),
-            pa.field("dataset", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),
-            pa.field("zero_shot", pa.bool_(), nullable=False),
-            pa.field("model", pa.string()),  # embedder / checkpoint id
-            pa.field("data_versions", pa.string()),  # JSON
-            pa.field("fit_s", pa.float64()),
-            pa.field("rank_s", pa.float64()),
-            pa.field("evaluated_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        ]
-    ),
-)
+EVAL_RESULTS_SCHEMA = SCHEMAS[TABLE]
 INPUT_TABLES: tuple[str, ...] = ("tools", "queries", "qrels")
 
 
@@ -76,7 +56,7 @@ def _versions(refs: Sequence[TableRef]) -> dict[str, int]:
 def beir_inputs(store: Store, path: Path, config: EvaluateConfig) -> tuple[Inputs, dict[str, object], list[TableRef]]:
     """Inputs of a BEIR folder; its docs join the store's catalog for the multi-domain setting."""
     if config.ingest_beir:
-        from tasks.ingest import ingest  # the ingest stage owns the store's catalog tables
+        from tasks.stages.ingest import ingest  # the ingest stage owns the store's catalog tables
 
         ingest(store, "beir", path)
     inputs = read_beir(path, split_config=config.split)
@@ -220,7 +200,7 @@ def llm_codes(store: Store, config: EvaluateConfig, catalog: Sequence[str] = ())
 
 def _with_new_codes(store: Store, found: MethodCodes, missing: Sequence[str]) -> MethodCodes:
     """`found` plus codes for the `missing` tools that are in the store's `tools` table."""
-    from tasks.tokenize import TokenizeConfig, assign_incremental, embed_tools
+    from tasks.stages.tokenize import TokenizeConfig, assign_incremental, embed_tools
 
     embed = _embed_config(store, found.codes_version)
     embed_tools(store, embed)  # only docs without a vector are embedded
@@ -247,7 +227,7 @@ def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], e
     import numpy as np
     import pyarrow.compute as pc
 
-    from tasks.tokenize import read_tools, tool_vectors
+    from tasks.stages.tokenize import read_tools, tool_vectors
     from toolweaver.codes import assign_new_codes, format_code, load_rqvae, parse_code
 
     tools = read_tools(store)
@@ -301,7 +281,7 @@ def write_results(
     """Append the rows to ``eval_results`` as one new version."""
     now = datetime.now(UTC)
     data = pa.Table.from_pylist([{**row.as_dict(), "evaluated_at": now} for row in rows], schema=EVAL_RESULTS_SCHEMA)
-    config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+    config_hash = digests.config_hash(config)
     return store.write(
         TABLE, data, mode="append", config_hash=config_hash, inputs=list(inputs), schema=EVAL_RESULTS_SCHEMA
     )

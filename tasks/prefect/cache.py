@@ -15,8 +15,7 @@ by itself. Nothing run-specific enters the key, so a re-run after a failure re-u
 every completed stage (state `Cached`) and a changed input invalidates exactly the
 stages downstream of it.
 
-Tasks return `StageResult`s (small refs: table, version, digest, rows, checkpoint
-ids), persisted by Prefect as JSON, never tensors or frames.
+Tasks return `StageResult`s (`tasks.prefect.results`), persisted by Prefect as JSON.
 """
 
 from __future__ import annotations
@@ -24,152 +23,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
 import toolweaver
+from tasks.digests import config_hash, content_digest, sha256_json
+from tasks.prefect.results import SourceSpec, StageResult, TableVersion
 
 logger = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 1 << 20
 # Parameters that steer a run but must not change what a stage computes.
 NON_KEY_PARAMETERS: frozenset[str] = frozenset({"inject_failure"})
 
 
 class InjectedFailure(RuntimeError):
     """Raised by a stage when a test asks it to fail (`RunOptions.fail_stage`)."""
-
-
-class _TableRefLike(Protocol):
-    table: str
-    version: int
-    digest: str
-    rows: int
-
-
-class TableVersion(BaseModel):
-    """One Delta table version a stage wrote (mirrors `storage.TableRef`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    table: str
-    version: int
-    digest: str
-    rows: int
-
-    @classmethod
-    def from_ref(cls, ref: _TableRefLike) -> TableVersion:
-        return cls(table=ref.table, version=ref.version, digest=ref.digest, rows=ref.rows)
-
-
-class StageResult(BaseModel):
-    """What a stage task returns: refs to what it wrote, never the data itself."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    stage: str
-    tables: tuple[TableVersion, ...] = ()
-    checkpoints: tuple[str, ...] = ()
-    # Small facts for reports (row counts, metric values); JSON scalars only.
-    facts: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-
-    @property
-    def digest(self) -> str:
-        """Content digest of the outputs: what downstream cache keys depend on.
-
-        Table versions enter by content digest only (not version number), so a
-        re-written but identical table leaves downstream stages cached.
-        """
-        payload = {
-            "tables": sorted((t.table, t.digest) for t in self.tables),
-            "checkpoints": sorted(self.checkpoints),
-        }
-        return _sha256_json(payload)
-
-    def only(self, *names: str) -> StageResult:
-        """The same result narrowed to some tables: a stage that reads only these depends
-        only on them, so a change elsewhere leaves it cached."""
-        missing = set(names) - {t.table for t in self.tables}
-        if missing:
-            raise KeyError(f"stage {self.stage!r} wrote no table(s) {sorted(missing)}")
-        return self.model_copy(update={"tables": tuple(t for t in self.tables if t.table in names), "checkpoints": ()})
-
-    def table(self, name: str) -> TableVersion:
-        for ref in self.tables:
-            if ref.table == name:
-                return ref
-        raise KeyError(f"stage {self.stage!r} wrote no table {name!r}; it wrote {[t.table for t in self.tables]}")
-
-
-class SourceSpec(BaseModel):
-    """A tool/data source on disk: `{source, path}`. Hashed by content, not by path."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    source: str = Field(description="ingest source kind, e.g. 'bfcl', 'toolbench', 'beir'")
-    path: Path | None = Field(
-        default=None,
-        description="file, directory or .tar.gz holding the source's files; "
-        "None only for 'bfcl' = the data of the installed bfcl-eval package",
-    )
-
-    @model_validator(mode="after")
-    def _path_given(self) -> SourceSpec:
-        if self.path is None and self.source != "bfcl":
-            raise ValueError(f"source {self.source!r} needs a path (only 'bfcl' defaults to the installed package)")
-        return self
-
-
-# --------------------------------------------------------------------------- digests
-
-
-def _sha256_json(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, streamed."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def content_digest(path: Path) -> str:
-    """Digest of a file or directory by content: the same bytes at any path give the same digest.
-
-    A directory digest covers every regular file below it (relative POSIX path + bytes),
-    so renaming, adding, removing or editing a file changes it; mtimes do not. A
-    `.tar.gz` is a file and is hashed by its bytes.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input {path} does not exist; check the source path")
-    if path.is_file():
-        return file_digest(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    for p in files:
-        h.update(p.relative_to(path).as_posix().encode())
-        h.update(b"\0")
-        h.update(file_digest(p).encode())
-        h.update(b"\n")
-    return h.hexdigest()
-
-
-def config_hash(config: BaseModel) -> str:
-    """Digest of a pydantic config's canonical JSON (field order does not matter)."""
-    return _sha256_json({"type": type(config).__qualname__, "config": config.model_dump(mode="json")})
 
 
 def value_digest(value: Any) -> Any:
@@ -200,7 +76,7 @@ def value_digest(value: Any) -> Any:
 
 def inputs_digest(inputs: Mapping[str, Any], ignore: Iterable[str] = NON_KEY_PARAMETERS) -> str:
     skip = set(ignore)
-    return _sha256_json({k: value_digest(v) for k, v in sorted(inputs.items()) if k not in skip})
+    return sha256_json({k: value_digest(v) for k, v in sorted(inputs.items()) if k not in skip})
 
 
 @functools.cache
@@ -244,7 +120,7 @@ class ContentCachePolicy(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        key = _sha256_json(
+        key = sha256_json(
             {"code": self.code, "library": library_version(), "inputs": inputs_digest(inputs, self.ignore)}
         )
         logger.debug("cache key %s for %s", key, task_ctx.task.name if task_ctx else "?")
@@ -305,15 +181,3 @@ def maybe_fail(stage: str, inject_failure: bool) -> None:
     """Test hook: fail the stage before it does any work."""
     if inject_failure:
         raise InjectedFailure(f"failure injected in stage {stage!r} (RunOptions.fail_stage)")
-
-
-def result_of(
-    stage: str, refs: Iterable[_TableRefLike], *, checkpoints: Sequence[str] = (), **facts: Any
-) -> StageResult:
-    """Build a StageResult from storage refs."""
-    return StageResult(
-        stage=stage,
-        tables=tuple(TableVersion.from_ref(r) for r in refs),
-        checkpoints=tuple(checkpoints),
-        facts=facts,
-    )

@@ -1,0 +1,1 @@
+"""Prefect layer: plan, stage adapters and registry, caching, reporting, progress, catalog sensor."""

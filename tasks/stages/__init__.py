@@ -1,0 +1,1 @@
+"""Prefect-free stage functions: each reads the store, calls the `toolweaver` library, writes through the store."""

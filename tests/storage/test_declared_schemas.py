@@ -1,0 +1,107 @@
+"""Every table a stage writes has its schema declared in `storage`, so writing (and
+reading back) any table works in a process that never imported a stage module."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Tables whose schema is a function of a run parameter (declared as a schema function).
+SCHEMA_FUNCTIONS = {"embeddings": "embeddings_schema"}
+
+
+def _string_constants(tree: ast.Module) -> dict[str, tuple[str, ...]]:
+    """Module-level NAME = "str" / NAME = ("a", "b") (annotated or not)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for node in tree.body:
+        target, value = None, None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        if not isinstance(target, ast.Name) or value is None:
+            continue
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            found[target.id] = (value.value,)
+        elif isinstance(value, ast.Tuple) and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+        ):
+            found[target.id] = tuple(e.value for e in value.elts)  # type: ignore[attr-defined]
+    return found
+
+
+def _write_calls(tree: ast.Module) -> list[tuple[ast.Call, dict[str, str]]]:
+    """Every `<x>.write(...)` call with the loop variables bound around it
+    (`{t: ... for t in TABLES}` -> {"t": "TABLES"})."""
+    calls: list[tuple[ast.Call, dict[str, str]]] = []
+
+    def visit(node: ast.AST, loops: dict[str, str]) -> None:
+        if isinstance(node, ast.For | ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            loops = dict(loops)
+            heads = node.generators if not isinstance(node, ast.For) else [node]
+            for head in heads:
+                if isinstance(head.target, ast.Name) and isinstance(head.iter, ast.Name):
+                    loops[head.target.id] = head.iter.id
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "write":
+            calls.append((node, loops))
+        for child in ast.iter_child_nodes(node):
+            visit(child, loops)
+
+    visit(tree, {})
+    return calls
+
+
+def written_tables() -> dict[str, list[str]]:
+    """table -> the `file:line`s of the `<store>.write(table, ...)` calls in tasks/ and storage/."""
+    files = sorted([*(ROOT / "tasks").rglob("*.py"), *(ROOT / "storage").rglob("*.py")])
+    trees = {f: ast.parse(f.read_text(encoding="utf-8")) for f in files}
+    constants: dict[str, tuple[str, ...]] = {}
+    for tree in trees.values():
+        constants |= _string_constants(tree)
+    tables: dict[str, list[str]] = {}
+    for path, tree in trees.items():
+        for node, loops in _write_calls(tree):
+            if not node.args:
+                continue
+            first, where = node.args[0], f"{path.relative_to(ROOT)}:{node.lineno}"
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names: tuple[str, ...] = (first.value,)
+            elif isinstance(first, ast.Name) and first.id in constants:
+                names = constants[first.id]
+            elif isinstance(first, ast.Name) and loops.get(first.id) in constants:
+                names = constants[loops[first.id]]
+            elif isinstance(first, ast.Name) and first.id == "table" and path.name in {"store.py", "checkpoints.py"}:
+                continue  # the store's own generic write path, not a table writer
+            else:
+                raise AssertionError(f"{where}: cannot tell which table this write targets: {ast.unparse(first)}")
+            for name in names:
+                tables.setdefault(name, []).append(where)
+    return tables
+
+
+def test_the_walker_finds_the_known_writers() -> None:
+    tables = written_tables()
+    # Known answers: one writer of each stage.
+    for table in ("tools", "qrels", "embeddings", "cousage", "codes", "sft_examples", "train_metrics", "eval_results"):
+        assert table in tables, f"no writer of {table!r} found: the walker is broken"
+
+
+def test_every_written_table_is_declared_in_storage_alone() -> None:
+    script = (
+        "import json, sys, storage\n"
+        "assert not any(m == 'tasks' or m.startswith('tasks.') for m in sys.modules)\n"
+        "print(json.dumps({'tables': sorted(storage.SCHEMAS), 'functions': sorted(dir(storage))}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    declared = json.loads(done.stdout)
+    missing = {
+        table: where
+        for table, where in written_tables().items()
+        if table not in declared["tables"] and SCHEMA_FUNCTIONS.get(table) not in declared["functions"]
+    }
+    assert not missing, f"tables written without a schema declared in storage: {missing}"
