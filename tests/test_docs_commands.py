@@ -42,8 +42,7 @@ def documented() -> list[tuple[str, list[str]]]:
 
 def test_extractor_reads_continuations_and_comments() -> None:
     text = (
-        "```bash\ntoolweaver evaluate --store S \\\n    --methods bm25  # why\n"
-        ".venv/bin/toolweaver tables\nls\n```\n"
+        "```bash\ntoolweaver evaluate --store S \\\n    --methods bm25  # why\n.venv/bin/toolweaver tables\nls\n```\n"
     )
     assert fenced_commands(text) == [["evaluate", "--store", "S", "--methods", "bm25"], ["tables"]]
 
