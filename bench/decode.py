@@ -34,9 +34,10 @@ import torch
 
 from toolweaver.align.datasets import retrieval_prompt
 from toolweaver.align.decode import DecodeConfig, prompt_ids, retrieve, trie_for_codes
-from toolweaver.align.models import load_model_and_tokenizer, resolve_device
+from toolweaver.align.models import load_model_and_tokenizer
 from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
 from toolweaver.align.vocab import VocabConfig, add_code_tokens, code_token
+from toolweaver.device import resolve_device
 from toolweaver.eval.costs import LatencyReport, measure_latency
 
 logger = logging.getLogger("bench.decode")

@@ -52,7 +52,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from toolweaver.align.collate import Encoded, collate, encode_all
 from toolweaver.align.datasets import memorization_messages, retrieval_prompt
 from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
-from toolweaver.align.models import DEFAULT_MODEL, load_model_and_tokenizer, resolve_device
+from toolweaver.align.models import DEFAULT_MODEL, load_model_and_tokenizer
 from toolweaver.align.train import (
     TrainConfig,
     autocast_for,
@@ -64,6 +64,7 @@ from toolweaver.align.train import (
     train_step,
 )
 from toolweaver.align.vocab import VocabConfig, add_code_tokens, format_code, parse_code
+from toolweaver.device import resolve_device
 from toolweaver.eval.metrics import ndcg_at_k
 
 logger = logging.getLogger("bench.finetune")

@@ -31,7 +31,8 @@ import torch
 from storage import Store
 from tasks.stages.evaluate import checkpoint_codes, codes_of_version
 from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
-from toolweaver.align.models import load_checkpoint, read_checkpoint_meta, resolve_device
+from toolweaver.align.models import load_checkpoint, read_checkpoint_meta
+from toolweaver.device import resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

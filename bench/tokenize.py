@@ -51,9 +51,9 @@ from toolweaver.codes import (
     RQVAEConfig,
     assign_codes,
     code_metrics,
-    resolve_device,
     train_rqvae,
 )
+from toolweaver.device import resolve_device
 
 logger = logging.getLogger("bench.tokenize")
 

@@ -101,7 +101,8 @@ def retrieve(
     from storage import Store
     from toolweaver.align.decode import DecodeConfig, trie_for_codes
     from toolweaver.align.decode import retrieve as decode_retrieve
-    from toolweaver.align.models import load_checkpoint, resolve_device
+    from toolweaver.align.models import load_checkpoint
+    from toolweaver.device import resolve_device
 
     try:
         st = Store(resolve_store(store))

@@ -66,8 +66,7 @@ def tokenize(
     rqvae["device"] = device.value
     embed = EmbedConfig(device=device.value, **({"model": model} if model else {}))
     try:
-        cfg = TokenizeConfig(embed=embed, rqvae=rqvae, retrain=retrain)
-        cfg.rqvae_config()  # validate the overrides before any work
+        cfg = TokenizeConfig.model_validate({"embed": embed, "rqvae": rqvae, "retrain": retrain})
         result = run_tokenize(Store(resolve_store(store)), cfg)
     except (ValueError, FileNotFoundError, KeyError) as err:
         raise fail(str(err)) from err

@@ -110,6 +110,7 @@ def resolve_store(store: str | None) -> str:
 def resolve_plan(config: BuildConfig) -> BuildPlan:
     sources = tuple(resolve_source(s) for s in config.sources) or default_sources()
     profile = config.profile if isinstance(config.profile, Profile) else resolve_profile(config.profile)
+    profile = profile.on_device()
     return BuildPlan(
         store=resolve_store(config.store),
         profile=profile,

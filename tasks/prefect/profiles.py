@@ -48,7 +48,20 @@ class Profile(BaseModel):
     finetune: FinetuneConfig = FinetuneConfig()
     eval_methods: tuple[str, ...] = Field(default=("bm25", "dense"), min_length=1)
     eval_llm: bool = Field(default=True, description="also evaluate the fine-tuned model ('toolweaver')")
-    seed: int = 0
+
+    def on_device(self) -> Profile:
+        """The profile with its `device` in every stage config: the one place a build's
+        device is decided (the stage configs' own `device` fields are overridden)."""
+        tokenize = self.tokenize.model_copy(
+            update={
+                "embed": self.tokenize.embed.model_copy(update={"device": self.device}),
+                "rqvae": self.tokenize.rqvae.model_copy(update={"device": self.device}),
+            }
+        )
+        finetune = self.finetune.model_copy(
+            update={"train": self.finetune.train.model_copy(update={"device": self.device})}
+        )
+        return self.model_copy(update={"tokenize": tokenize, "finetune": finetune})
 
     @property
     def bfcl_subset(self) -> BfclSubset | None:
@@ -81,19 +94,15 @@ QUICK = Profile(
     "MiniLM, SmolLM2-135M memorization (40 LoRA steps); ≤ 15 min on 2 cores",
     bfcl_categories=("simple_python", "multi_turn_base"),
     bfcl_max_questions=100,
-    tokenize=TokenizeConfig(embed=EmbedConfig(device="cpu", show_progress=False), rqvae={"device": "cpu"}),
-    finetune=FinetuneConfig(
-        stages=("memorization",), train=TrainConfig(max_steps=40, batch_size=8, save_every=10, device="cpu")
-    ),
+    tokenize=TokenizeConfig(embed=EmbedConfig(show_progress=False)),
+    finetune=FinetuneConfig(stages=("memorization",), train=TrainConfig(max_steps=40, batch_size=8, save_every=10)),
 )
 FULL = Profile(
     name="full",
     device="cuda",
     description="CUDA: all of BFCL (≈ 1.9k tools, 3.3k queries), MiniLM, SmolLM2-135M memorization (3 epochs, bf16)",
-    tokenize=TokenizeConfig(embed=EmbedConfig(device="cuda", show_progress=False), rqvae={"device": "cuda"}),
-    finetune=FinetuneConfig(
-        stages=("memorization",), train=TrainConfig(epochs=3, batch_size=32, save_every=200, device="cuda")
-    ),
+    tokenize=TokenizeConfig(embed=EmbedConfig(show_progress=False)),
+    finetune=FinetuneConfig(stages=("memorization",), train=TrainConfig(epochs=3, batch_size=32, save_every=200)),
 )
 PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, FULL)}
 

@@ -44,7 +44,6 @@ from toolweaver.align.models import (
     load_checkpoint,
     load_model_and_tokenizer,
     read_checkpoint_meta,
-    resolve_device,
 )
 from toolweaver.align.train import (
     RESUMABLE_FIELDS,
@@ -58,6 +57,7 @@ from toolweaver.align.train import (
     train,
 )
 from toolweaver.align.vocab import VocabConfig, add_atomic_tokens, add_code_tokens
+from toolweaver.device import resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage import SCHEMAS, Store, TableRef, embeddings_schema
 from tasks.digests import config_hash
+from toolweaver.codes import RQVAEConfig
 from toolweaver.codes.cousage import CoUsageEdge, cousage_edges, edges_to_indices
 from toolweaver.codes.embed import (
     EmbedConfig,
@@ -60,23 +61,18 @@ METRICS_SCHEMA = SCHEMAS["code_metrics"]
 
 
 class TokenizeConfig(BaseModel):
-    """The whole tokenize stage: how docs are embedded, how the tokenizer is trained."""
+    """What `toolweaver tokenize` runs: how docs are embedded, how the code model is trained."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
-    rqvae: dict[str, Any] = Field(
-        default_factory=dict,
-        description="overrides of toolweaver.codes.RQVAEConfig (levels, codebook_size, epochs, "
-        "lambda_cousage, seed, device, ...); empty = its defaults",
+    rqvae: RQVAEConfig = Field(
+        default_factory=RQVAEConfig,
+        description="the code model (levels, codebook_size, epochs, lambda_cousage, seed, device, ...); "
+        "a dict of overrides is validated into it",
     )
-    retrain: bool = Field(False, description="retrain the tokenizer and recompute every code")
+    retrain: bool = Field(False, description="retrain the code model and recompute every code")
     metrics_k: int = Field(10, ge=1, description="k of the decoded-latent nearest-neighbour recall")
-
-    def rqvae_config(self) -> Any:
-        from toolweaver.codes import RQVAEConfig
-
-        return RQVAEConfig(**self.rqvae)
 
 
 @dataclass
@@ -250,7 +246,7 @@ def train_and_assign(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
     tool_ids = tools.column("tool_id").to_pylist()
     x = tool_vectors(store, tools, cfg.embed)
     edges = cousage_rows(store, tool_ids)
-    trained = train_rqvae(x, edges, cfg.rqvae_config())
+    trained = train_rqvae(x, edges, cfg.rqvae)
     assignment = assign_codes(trained.model, x, trained.cfg)
     with tempfile.TemporaryDirectory(prefix="rqvae-") as tmp:
         folder = save_rqvae(trained.model, trained.cfg, Path(tmp) / "rqvae")
@@ -351,12 +347,16 @@ def assign_incremental(store: Store, cfg: TokenizeConfig, version: str) -> Token
 
 def _check_overrides(cfg: TokenizeConfig, trained: Any) -> None:
     """Fail when the caller asked for tokenizer settings that differ from the trained one."""
+    # Asked for = differs from the schema default (a config that went through JSON has
+    # every field set, so "set explicitly" cannot be told apart any more).
     ignore = {"device", "amp"}
-    requested = cfg.rqvae_config()  # validated: lists become tuples etc., as in the checkpoint
+    requested, defaults = cfg.rqvae, RQVAEConfig()
     differs = {
         k: (getattr(requested, k), getattr(trained, k))
-        for k in cfg.rqvae
-        if k not in ignore and getattr(requested, k) != getattr(trained, k)
+        for k in type(requested).model_fields
+        if k not in ignore
+        and getattr(requested, k) != getattr(defaults, k)
+        and getattr(requested, k) != getattr(trained, k)
     }
     if differs:
         raise ValueError(

@@ -14,7 +14,6 @@ from toolweaver.align.models import (
     load_model,
     load_tokenizer,
     render_chat,
-    resolve_device,
     smollm2_gguf,
 )
 from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
@@ -69,16 +68,6 @@ def test_render_chat_without_template_uses_plain_lines() -> None:
     tokenizer.chat_template = None
     text = render_chat(tokenizer, [{"role": "user", "content": "hello"}], add_generation_prompt=True)
     assert text == "user: hello</s>\nassistant: "
-
-
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    if torch.cuda.is_available():
-        assert resolve_device("auto").type == "cuda"
-    else:
-        assert resolve_device("auto") == torch.device("cpu")
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 def test_load_model_from_a_local_folder_round_trips(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from toolweaver.codes import (
     RQVAEConfig,
     derive_codebook_size,
     load_rqvae,
-    resolve_device,
     save_rqvae,
     train_rqvae,
 )
@@ -248,11 +247,3 @@ def test_config_is_frozen_and_strict() -> None:
         RQVAEConfig(codebok_size=8)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="encoder_widths"):
         RQVAEConfig(encoder_widths=())
-
-
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
-        assert resolve_device("auto") == torch.device("cpu")
-        with pytest.raises(RuntimeError, match="cuda"):
-            resolve_device("cuda")

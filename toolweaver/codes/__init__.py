@@ -7,7 +7,7 @@ package does not import sentence-transformers, storage or prefect (the `embed` a
 
 from toolweaver.codes.assign import CodeAssignment, CollisionError, assign_codes, assign_new_codes
 from toolweaver.codes.checkpoint import load_rqvae, save_rqvae
-from toolweaver.codes.config import RQVAEConfig, derive_codebook_size, resolve_device
+from toolweaver.codes.config import RQVAEConfig, derive_codebook_size
 from toolweaver.codes.metrics import code_metrics
 from toolweaver.codes.rqvae import RQVAE, CoUsageEdges, TrainResult, train_rqvae
 from toolweaver.codes.sinkhorn import sinkhorn, sinkhorn_log
@@ -27,7 +27,6 @@ __all__ = [
     "format_code",
     "load_rqvae",
     "parse_code",
-    "resolve_device",
     "save_rqvae",
     "sinkhorn",
     "sinkhorn_log",

@@ -1,4 +1,4 @@
-"""Configuration of the collaborative RQ-VAE tokenizer and its code assignment.
+"""Configuration of the code model (the collaborative RQ-VAE) and its code assignment.
 
 One frozen pydantic model; defaults live here and nowhere else. Sizes are chosen for
 the ~47k-tool ToolBench catalog with 384-d MiniLM embeddings and the 2-core CPU
@@ -15,31 +15,8 @@ codewords after each epoch. Both the warm-up and the re-seeding exist because wi
 them the codes collapse onto a few codewords in the first epochs (measured: 99%
 collisions), which is what forces the paper's code into thousands of epochs.
 
-epochs=15: on a 47k-tool synthetic stand-in (bench/tokenize.py --synthetic 47000) the
-reconstruction loss plateaus within ~8 quantised epochs (0.3408 at 8, 0.34+-0.002 up to 20)
-while the nearest-code collision rate only creeps up (0.164 right after k-means, 0.196
-at 20), so more epochs buy nothing; the paper's 5,000 are not needed with the warm-up.
-
-Cell frames (residual_whitening=True, whitening_shrinkage=5): after training, levels >= 2
-are re-clustered on the final latents in the PCA-whitened frame of each tool's level-1
-cell (rqvae.ResidualQuantizer, refit_cell_frames). On the real ~47k catalog below this
-lowers the first-pass collision rate from 0.25 to ~0.09 at no cost in recall@10 of the
-decoded latents. The shrinkage trades the two: on one trained model (lambda=0.04, seed 0)
-shrinkage 8 / 6 / 5 / 4 gave collision rates 0.102 / 0.096 / 0.093 / 0.089 and recall@10
-0.276 / 0.271 / 0.271 / 0.259. Fitting the frames before or during training was worse
-(0.15-0.23: the shared codebook, updated through every cell's frame, loses perplexity),
-and so was fitting them on a 16k-row sample (0.14 vs 0.09 on all rows): hence
-kmeans_sample=65536, which covers the whole 47k catalog.
-
-lambda_cousage=0.04 (with the co-usage term compared on the quantised latents): on the
-real ~47k catalog (46,992 MiniLM-embedded ToolEnv2404 + StableToolBench + ToolLens APIs,
-2,079 ToolLens + StableToolBench co-usage edges, L=2, K=1024, 3 seeds,
-bench/tokenize.py --seeds 0,1,2 --lambdas 0,0.04, with the cell frames above) first-code
-alignment of co-used pairs rose from 0.196+-0.012 (lambda=0) to 0.240+-0.010 (3.6 std)
-while recall@10 of the decoded latents fell 0.8% relative (0.2684 -> 0.2663). Before the
-cell frames existed, lambda=0.1 gave less alignment than 0.04 at a 9.8% recall cost,
-and lambda=0.02 about half the gain. On ToolLens alone (every tool co-used) lambda=1
-cost 41% recall.
+The default values (epochs, cell frames and their shrinkage, lambda_cousage) were
+chosen by measurement on the real ~47k catalog: docs/results.md, "Tokenizer".
 """
 
 from __future__ import annotations
@@ -48,7 +25,6 @@ import logging
 import math
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 logger = logging.getLogger(__name__)
@@ -149,22 +125,3 @@ def derive_codebook_size(n_tools: int, levels: int) -> int:
     while k**levels < need:  # guards float rounding in the root
         k *= 2
     return k
-
-
-def resolve_device(name: str) -> torch.device:
-    """ "auto" | "cpu" | "cuda" -> torch.device; resolved once, at the entry point.
-
-    "cuda" without a CUDA device is an error, never a silent CPU fallback.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                "device='cuda' was requested but torch.cuda.is_available() is False "
-                f"(torch {torch.__version__}); use device='cpu' or 'auto', or install a CUDA build of torch"
-            )
-        return torch.device("cuda", torch.cuda.current_device())
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ValueError(f"unknown device {name!r}; expected 'auto', 'cpu' or 'cuda'")

@@ -164,22 +164,13 @@ def resolve_model_path(model: str) -> str:
     return str(folder)
 
 
-def resolve_embed_device(device: Literal["auto", "cpu", "cuda"]) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; an explicit 'cuda' without CUDA is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was requested but torch sees no CUDA device; use 'cpu' or 'auto'")
-    return device
-
-
 def load_embedder(cfg: EmbedConfig) -> SentenceTransformer:
     """Load the sentence-transformers model on the configured device."""
     from sentence_transformers import SentenceTransformer
 
-    device = resolve_embed_device(cfg.device)
+    from toolweaver.device import resolve_device
+
+    device = str(resolve_device(cfg.device))
     model = SentenceTransformer(resolve_model_path(cfg.model), device=device)
     if cfg.max_seq_length is not None:
         model.max_seq_length = cfg.max_seq_length

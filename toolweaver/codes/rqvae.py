@@ -45,9 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolweaver.codes.config import RQVAEConfig, resolve_device
+from toolweaver.codes.config import RQVAEConfig
 from toolweaver.codes.kmeans import kmeans, squared_distances
 from toolweaver.codes.sinkhorn import normalise_cost, sinkhorn_log
+from toolweaver.device import resolve_device
 
 logger = logging.getLogger(__name__)
 

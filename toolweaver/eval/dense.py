@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from sentence_transformers import SentenceTransformer
 
+from toolweaver.device import resolve_device
 from toolweaver.eval.base import Ranking, TrainQuery, check_candidates, top_k
 
 logger = logging.getLogger(__name__)
@@ -35,16 +36,6 @@ class DenseConfig(BaseModel):
     device: str = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1', ...")
     batch_size: int = Field(64, ge=1)
     max_seq_length: int = Field(256, ge=8)
-
-
-def resolve_device(device: str) -> torch.device:
-    """Resolve the device once at the entry point; asking for CUDA without it fails loudly."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
-    return resolved
 
 
 def embedder_path(embedder: str) -> Path:

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from toolweaver.align.decode import DecodeConfig, code_token_ids, retrieve, trie_for_codes
-from toolweaver.align.models import load_checkpoint, resolve_device
+from toolweaver.align.models import load_checkpoint
+from toolweaver.device import resolve_device
 from toolweaver.eval.base import Ranking, TrainQuery
 
 logger = logging.getLogger(__name__)
