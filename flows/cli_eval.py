@@ -50,7 +50,8 @@ def evaluate(
         str,
         typer.Option(
             "--methods",
-            help="Comma-separated: bm25,dense,toolretriever,atomic,toolweaver,toolweaver-l0,toolweaver-init-random.",
+            help="Comma-separated: bm25,dense,toolretriever,atomic,toolweaver; a labelled LLM checkpoint "
+            "is toolweaver-<label> or atomic-<label> (e.g. toolweaver-l0), with --checkpoint <id>=CHECKPOINT.",
         ),
     ] = "bm25,dense",
     setting: Annotated[

@@ -23,7 +23,7 @@ from tasks import digests
 from toolweaver.align.atomic import atomic_tokens
 from toolweaver.align.splits import SplitConfig
 from toolweaver.eval.harness import SETTINGS, EvalRow, Setting, evaluate_method
-from toolweaver.eval.methods import LLM_METHODS, MethodsConfig, build_method
+from toolweaver.eval.methods import MethodsConfig, build_method, llm_base
 from toolweaver.eval.report import write_report
 from toolweaver.eval.sets import Inputs, NothingToEvaluate, build_from_records, read_beir
 
@@ -183,12 +183,12 @@ def llm_codes(store: Store, config: EvaluateConfig, catalog: Sequence[str] = ())
     from toolweaver.align.models import read_checkpoint_meta
 
     out: dict[str, MethodCodes] = {}
-    for method_id in (m for m in config.methods if m in LLM_METHODS):
+    for method_id in (m for m in config.methods if llm_base(m) is not None):
         folder = config.method_configs.checkpoints.get(method_id)
         if folder is None:
             raise ValueError(f"{method_id}: pass --checkpoint {method_id}=CHECKPOINT_ID (a trained LLM checkpoint)")
         found = checkpoint_codes(store, read_checkpoint_meta(Path(folder)))
-        expected = "atomic" if method_id == "atomic" else "codes"
+        expected = "atomic" if llm_base(method_id) == "atomic" else "codes"
         if found.tokens != expected:
             raise ValueError(f"{method_id}: checkpoint {folder} was trained with {found.tokens} tokens, not {expected}")
         missing = [t for t in catalog if t not in found.codes]

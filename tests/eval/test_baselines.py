@@ -171,3 +171,18 @@ def test_build_from_records_in_domain_counts_tools_the_source_documented() -> No
     g1 = build_from_records("stb", tools, queries, qrels, source="stabletoolbench", query_group="G1", variants=variants)
     assert list(g1.eval_sets[0].qrels) == ["stb/G1/1"]
     assert g1.eval_sets[0].domain_tool_ids == ["B&&y"]  # the group's own file documents only B
+
+
+def test_labelled_llm_method_ids_name_their_base_method() -> None:
+    from toolweaver.eval.methods import llm_base
+
+    assert parse_method_ids("toolweaver,toolweaver-l0,atomic-seed1") == ["toolweaver", "toolweaver-l0", "atomic-seed1"]
+    assert [llm_base(m) for m in ("toolweaver-l0", "atomic-seed1", "atomic", "bm25")] == [
+        "toolweaver",
+        "atomic",
+        "atomic",
+        None,
+    ]
+    for bad in ("toolweaver-", "bm25-x", "toolweaver-L0", "toolweaverx"):
+        with pytest.raises(ValueError, match="unknown method id"):
+            parse_method_ids(bad)

@@ -1,7 +1,7 @@
 """Adapter from a fine-tuned generative-retrieval checkpoint to the harness protocol.
 
-Used for ``atomic`` (one new token per tool, ToolGen), ``toolweaver`` and its ablations
-(``toolweaver-l0``: λ = 0; ``toolweaver-init-random``: random code-token init). Training
+Used for ``atomic`` (one new token per tool, ToolGen), ``toolweaver`` and labelled
+checkpoints of either (``toolweaver-<label>``, e.g. an ablation). Training
 is the align stage's job (``toolweaver.align.train``); here a trained checkpoint is
 loaded (``toolweaver.align.models.load_checkpoint``) and ranks with trie-constrained
 beam search over the candidates' codes (``toolweaver.align.decode.retrieve``), so every

@@ -1,12 +1,15 @@
 """Method ids and their configuration: one frozen config, one factory.
 
 ``bm25``, ``dense`` and ``toolretriever`` live here; the LLM methods (``atomic``,
-``toolweaver``, ``toolweaver-l0``, ``toolweaver-init-random``) are adapters over a
-trained checkpoint (see :mod:`toolweaver.eval.llm`).
+``toolweaver``) are adapters over a trained checkpoint (see :mod:`toolweaver.eval.llm`).
+Several checkpoints of one LLM method (ablations, seeds) are told apart by a label:
+``toolweaver-<label>`` / ``atomic-<label>``, e.g. ``toolweaver-l0`` for a model trained on
+codes without the co-usage term. The label is the user's; the library only parses it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,8 +20,17 @@ from toolweaver.eval.dense import DenseConfig, DenseMethod
 from toolweaver.eval.toolretriever import ToolRetrieverConfig, ToolRetrieverMethod
 
 BASELINES: tuple[str, ...] = ("bm25", "dense", "toolretriever")
-LLM_METHODS: tuple[str, ...] = ("atomic", "toolweaver", "toolweaver-l0", "toolweaver-init-random")
+LLM_METHODS: tuple[str, ...] = ("atomic", "toolweaver")
 METHOD_IDS: tuple[str, ...] = BASELINES + LLM_METHODS
+_LABELLED = re.compile(rf"^({'|'.join(LLM_METHODS)})-[a-z0-9][a-z0-9-]*$")
+
+
+def llm_base(method_id: str) -> str | None:
+    """The LLM method a method id names (``toolweaver-l0`` -> ``toolweaver``); None for a baseline."""
+    if method_id in LLM_METHODS:
+        return method_id
+    labelled = _LABELLED.match(method_id)
+    return labelled.group(1) if labelled else None
 
 
 class MethodsConfig(BaseModel):
@@ -38,9 +50,12 @@ class MethodsConfig(BaseModel):
 def parse_method_ids(text: str) -> list[str]:
     """``"bm25,dense"`` -> ``["bm25", "dense"]``; unknown or repeated ids fail loudly."""
     ids = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in ids if m not in METHOD_IDS]
+    unknown = [m for m in ids if m not in BASELINES and llm_base(m) is None]
     if unknown or not ids:
-        raise ValueError(f"unknown method id(s) {unknown or text!r}; choose from {', '.join(METHOD_IDS)}")
+        raise ValueError(
+            f"unknown method id(s) {unknown or text!r}; choose from {', '.join(METHOD_IDS)} "
+            "(or a labelled LLM method such as toolweaver-l0: lowercase letters, digits, dashes)"
+        )
     if len(set(ids)) != len(ids):
         raise ValueError(f"method ids repeated in {text!r}")
     return ids
@@ -56,7 +71,7 @@ def build_method(
         return DenseMethod(config.dense)
     if method_id == "toolretriever":
         return ToolRetrieverMethod(config.toolretriever)
-    if method_id in LLM_METHODS:
+    if llm_base(method_id) is not None:
         from toolweaver.eval.llm import GenerativeMethod  # torch/transformers only when asked for
 
         checkpoint = config.checkpoints.get(method_id)
