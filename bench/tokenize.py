@@ -144,7 +144,7 @@ def one_run(x: np.ndarray, edges: CoUsageEdges | None, cfg: RQVAEConfig, k: int)
     assignment = assign_codes(result.model, x, result.cfg)
     _sync(device)
     assign_s = time.perf_counter() - start
-    metrics = code_metrics(assignment.levels, x, result.model, edges, k=k, seed=cfg.seed, report=assignment.report)
+    metrics = code_metrics(assignment.code_matrix, x, result.model, edges, k=k, seed=cfg.seed, report=assignment.report)
     rq_epochs = [m for m in result.epoch_metrics if m["phase"] == "rq"]
     return {
         "seed": cfg.seed,
@@ -158,12 +158,14 @@ def one_run(x: np.ndarray, edges: CoUsageEdges | None, cfg: RQVAEConfig, k: int)
         "epoch_s_mean": statistics.fmean(m["seconds"] for m in result.epoch_metrics),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-        "collision_rate_before": assignment.report["collision_rate_before"],
+        "collision_rate_before": assignment.report.collision_rate_before,
         "collision_rate_last_epoch": rq_epochs[-1]["collision_rate"] if rq_epochs else None,
         "unique": metrics["distinct_codes"] == len(x),
         # Identity of the codes themselves: refactors must leave it unchanged (same seed).
-        "codes_sha256": hashlib.sha256(np.ascontiguousarray(assignment.levels, dtype=np.int64).tobytes()).hexdigest(),
-        "resolution": {key: v for key, v in assignment.report.items() if key != "moved"},
+        "codes_sha256": hashlib.sha256(
+            np.ascontiguousarray(assignment.code_matrix, dtype=np.int64).tobytes()
+        ).hexdigest(),
+        "resolution": assignment.report.summary(),
         "metrics": metrics,
         "config": result.cfg.model_dump(mode="json"),
         "epochs": result.epoch_metrics,

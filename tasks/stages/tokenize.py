@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from storage import SCHEMAS, Store, TableRef, embeddings_schema
 from tasks.digests import config_hash
 from toolweaver.codes import RQVAEConfig
+from toolweaver.codes.assign import CollisionReport
 from toolweaver.codes.cousage import CoUsageEdge, cousage_edges, edges_to_indices
 from toolweaver.codes.embed import (
     EmbedConfig,
@@ -265,7 +266,7 @@ def train_and_assign(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
     chash = config_hash(cfg)
     tokens = vocabulary(trained.cfg.levels, trained.cfg.codebook_size)
     refs = {
-        "codes": _write_codes(store, tool_ids, assignment.levels, version, "overwrite", inputs, chash),
+        "codes": _write_codes(store, tool_ids, assignment.code_matrix, version, "overwrite", inputs, chash),
         "vocabulary": store.write(
             "vocabulary", _vocabulary_rows(tokens, trained.cfg.codebook_size, version), inputs=inputs, config_hash=chash
         ),
@@ -281,7 +282,13 @@ def train_and_assign(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
         ),
     }
     metrics = code_metrics(
-        assignment.levels, x, trained.model, edges, k=cfg.metrics_k, seed=trained.cfg.seed, report=assignment.report
+        assignment.code_matrix,
+        x,
+        trained.model,
+        edges,
+        k=cfg.metrics_k,
+        seed=trained.cfg.seed,
+        report=assignment.report,
     )
     logger.info("code metrics: %s", metrics)
     refs["code_metrics"] = store.write(
@@ -461,9 +468,9 @@ def _epoch_rows(epoch_metrics: Sequence[dict[str, Any]], version: str) -> pa.Tab
     return pa.Table.from_pylist(rows, schema=EPOCHS_SCHEMA)
 
 
-def _report_rows(report: dict[str, Any], tool_ids: Sequence[str], version: str, mode: str) -> pa.Table:
-    row = {n: report.get(n) for n in COLLISION_REPORT_SCHEMA.names}
-    row.update(codes_version=version, mode=mode, moved_tool_ids=[tool_ids[i] for i in report.get("moved", [])])
+def _report_rows(report: CollisionReport, tool_ids: Sequence[str], version: str, mode: str) -> pa.Table:
+    row = {n: getattr(report, n, None) for n in COLLISION_REPORT_SCHEMA.names}
+    row.update(codes_version=version, mode=mode, moved_tool_ids=[tool_ids[i] for i in report.moved])
     return pa.Table.from_pylist([row], schema=COLLISION_REPORT_SCHEMA)
 
 

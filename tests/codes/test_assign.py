@@ -21,8 +21,8 @@ from toolweaver.codes import (
 from toolweaver.codes.assign import resolve_collisions
 
 
-def unique_rows(levels: np.ndarray) -> bool:
-    return len({tuple(r) for r in levels.tolist()}) == len(levels)
+def unique_rows(code_matrix: np.ndarray) -> bool:
+    return len({tuple(r) for r in code_matrix.tolist()}) == len(code_matrix)
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +36,33 @@ def test_assignment_is_unique_and_reports(model_and_data) -> None:
     model, x, cfg = model_and_data
     x = x[:60]  # K**L = 64 slots
     out = assign_codes(model, x, cfg)
-    assert out.levels.shape == (60, 2) and out.levels.dtype == np.int64
-    assert unique_rows(out.levels)
-    assert ((out.levels >= 0) & (out.levels < 8)).all()
+    assert out.code_matrix.shape == (60, 2) and out.code_matrix.dtype == np.int64
+    assert unique_rows(out.code_matrix)
+    assert ((out.code_matrix >= 0) & (out.code_matrix < 8)).all()
     report = out.report
     nearest = model.nearest_indices(torch.from_numpy(x)).numpy()
-    assert report["collision_rate_before"] == pytest.approx(1 - len(np.unique(nearest, axis=0)) / 60)
-    assert report["collision_rate_before"] > 0  # crowded on purpose, so resolution ran
-    assert report["collisions_after"] == 0
-    assert report["moved"] == np.flatnonzero((out.levels != nearest).any(1)).tolist()
+    assert report.collision_rate_before == pytest.approx(1 - len(np.unique(nearest, axis=0)) / 60)
+    assert report.collision_rate_before > 0  # crowded on purpose, so resolution ran
+    assert report.collisions_after == 0
+    assert report.moved == np.flatnonzero((out.code_matrix != nearest).any(1)).tolist()
 
 
 def test_identical_embeddings_force_collisions_and_both_fallbacks(model_and_data) -> None:
     model, x, cfg = model_and_data
     same = np.repeat(x[:1], 20, axis=0)  # 20 identical tools, only 8 slots per prefix
     out = assign_codes(model, same, cfg)
-    assert unique_rows(out.levels)
+    assert unique_rows(out.code_matrix)
     report = out.report
-    assert report["collision_rate_before"] == pytest.approx(19 / 20)
-    assert report["resolved_by_sinkhorn"] == 0  # identical rows: Sinkhorn cannot split them
-    assert report["fallback_used"] == 19
-    assert report["prefix_moves"] == 20 - 8  # the own prefix holds 8, the rest move on
+    assert report.collision_rate_before == pytest.approx(19 / 20)
+    assert report.resolved_by_sinkhorn == 0  # identical rows: Sinkhorn cannot split them
+    assert report.fallback_used == 19
+    assert report.prefix_moves == 20 - 8  # the own prefix holds 8, the rest move on
     nearest = model.nearest_indices(torch.from_numpy(same[:1])).numpy()[0]
-    assert tuple(out.levels[0]) == tuple(nearest)  # the first (lowest row) keeps the nearest code
-    own_prefix = out.levels[:, 0] == nearest[0]
+    assert tuple(out.code_matrix[0]) == tuple(nearest)  # the first (lowest row) keeps the nearest code
+    own_prefix = out.code_matrix[:, 0] == nearest[0]
     assert own_prefix.sum() == 8
     # deterministic: the same call gives the same codes
-    assert np.array_equal(assign_codes(model, same, cfg).levels, out.levels)
+    assert np.array_equal(assign_codes(model, same, cfg).code_matrix, out.code_matrix)
 
 
 def test_fallback_takes_the_next_best_free_slot_by_distance(model_and_data) -> None:
@@ -72,13 +72,13 @@ def test_fallback_takes_the_next_best_free_slot_by_distance(model_and_data) -> N
     z = model.encode(torch.from_numpy(same[:1]))
     quantizer = model.quantizer
     books = quantizer.codebooks.detach()
-    first = int(out.levels[0, 0])
+    first = int(out.code_matrix[0, 0])
     residual = z[0] - books[0, first]
     framed = residual @ quantizer.whiten[0, first] if quantizer.whitened else residual  # the cell's frame
     by_distance = ((framed[None] - books[1]) ** 2).sum(1).argsort(stable=True).tolist()
-    assert out.levels[0].tolist() == [first, by_distance[0]]
-    assert out.levels[1].tolist() == [first, by_distance[1]]
-    assert out.report["fallback_used"] == 1 and out.report["rounds"] == 0
+    assert out.code_matrix[0].tolist() == [first, by_distance[0]]
+    assert out.code_matrix[1].tolist() == [first, by_distance[1]]
+    assert out.report.fallback_used == 1 and out.report.rounds == 0
 
 
 def test_sinkhorn_rounds_resolve_near_duplicates(model_and_data) -> None:
@@ -88,11 +88,11 @@ def test_sinkhorn_rounds_resolve_near_duplicates(model_and_data) -> None:
     z = model.encode(torch.from_numpy(near))
     # force one shared code so that the test does not depend on where they land
     nearest = np.tile(model.nearest_indices(torch.from_numpy(near[:1])).numpy(), (6, 1))
-    levels, report = resolve_collisions(model, z, nearest, set(), cfg)
-    assert unique_rows(levels)
-    assert (levels[:, 0] == nearest[0, 0]).all()  # only the last level moved
-    assert report["rounds"] >= 1 and report["resolved_by_sinkhorn"] > 0
-    assert report["fallback_used"] + report["resolved_by_sinkhorn"] >= 5
+    code_matrix, report = resolve_collisions(model, z, nearest, set(), cfg)
+    assert unique_rows(code_matrix)
+    assert (code_matrix[:, 0] == nearest[0, 0]).all()  # only the last level moved
+    assert report.rounds >= 1 and report.resolved_by_sinkhorn > 0
+    assert report.fallback_used + report.resolved_by_sinkhorn >= 5
 
 
 def test_capacity_overflow_is_a_loud_error(model_and_data) -> None:
@@ -100,20 +100,20 @@ def test_capacity_overflow_is_a_loud_error(model_and_data) -> None:
     too_many = np.repeat(x, 1, axis=0)[:65]  # K**L = 64
     with pytest.raises(CollisionError, match="exceed") as info:
         assign_codes(model, too_many, cfg)
-    assert info.value.report["n_tools"] == 65
+    assert info.value.report.n_tools == 65
 
 
 def test_full_catalog_of_identical_tools_fills_every_slot(model_and_data) -> None:
     model, x, cfg = model_and_data
     out = assign_codes(model, np.repeat(x[:1], 64, axis=0), cfg)
-    assert unique_rows(out.levels)
-    assert len(out.levels) == 64
+    assert unique_rows(out.code_matrix)
+    assert len(out.code_matrix) == 64
 
 
 def test_incremental_keeps_existing_codes_and_stays_unique(model_and_data) -> None:
     model, x, cfg = model_and_data
     old, new = x[:40], x[40:60]
-    existing = assign_codes(model, old, cfg).levels
+    existing = assign_codes(model, old, cfg).code_matrix
     frozen = existing.copy()
     added = assign_new_codes(model, new, existing, cfg)
     assert np.array_equal(existing, frozen)  # never mutated
@@ -152,7 +152,7 @@ def test_incremental_500_new_tools_at_test_scale() -> None:
     x = clustered(n=2500, dim=16, clusters=40, seed=3)
     cfg = tiny_config(codebook_size=64, epochs=2, batch_size=256)
     result = train_rqvae(x[:2000], None, cfg)
-    existing = assign_codes(result.model, x[:2000], result.cfg).levels
+    existing = assign_codes(result.model, x[:2000], result.cfg).code_matrix
     before = existing.copy()
     added = assign_new_codes(result.model, x[2000:], existing, result.cfg)
     assert np.array_equal(existing, before)  # 0 existing codes changed

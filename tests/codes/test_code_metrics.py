@@ -8,6 +8,7 @@ import torch
 
 from tests.codes.helpers import clustered, tiny_config
 from toolweaver.codes import RQVAE, CoUsageEdges, code_metrics
+from toolweaver.codes.assign import CollisionReport
 from toolweaver.codes.metrics import cousage_alignment, decoded_recall
 
 
@@ -54,7 +55,7 @@ def test_code_metrics_reports_everything() -> None:
     model = perfect_codebook_model(x)
     levels = np.arange(64)[:, None]
     edges = CoUsageEdges(np.array([0, 1]), np.array([2, 3]), np.ones(2, dtype=np.float32))
-    report = {"collision_rate_before": 0.125}
+    report = CollisionReport(n_tools=8, n_existing=0, collision_rate_before=0.125)
     metrics = code_metrics(levels, x, model, edges, k=5, seed=0, report=report)
     assert metrics["collision_rate_before"] == 0.125
     assert metrics["distinct_codes"] == 64

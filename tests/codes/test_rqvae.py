@@ -19,7 +19,7 @@ from toolweaver.codes import (
     save_rqvae,
     train_rqvae,
 )
-from toolweaver.codes.rqvae import Batch, batch_losses, code_usage, epoch_batches
+from toolweaver.codes.rqvae import Batch, batch_losses, code_usage, tool_edge_batches
 
 # loss_total per epoch of tiny_config() on clustered() with chain_edges(256), seed 0
 # (epoch 1 is the autoencoder warm-up). Pinned from a CPU run; a change here means the
@@ -201,7 +201,7 @@ def test_cousage_term_alone_reaches_the_encoder(cousage_on: str) -> None:
 def test_epoch_batches_carry_every_edge_once() -> None:
     n = 100
     edges = chain_edges(n, n_edges=30)
-    batches = epoch_batches(n, edges, batch_size=32, generator=torch.Generator().manual_seed(0))
+    batches = tool_edge_batches(n, edges, batch_size=32, generator=torch.Generator().manual_seed(0))
     assert len(batches) == 4
     nodes = torch.cat([b.rows[b.nodes] for b in batches])
     assert sorted(nodes.tolist()) == list(range(n))  # every tool once
@@ -247,3 +247,14 @@ def test_config_is_frozen_and_strict() -> None:
         RQVAEConfig(codebok_size=8)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="encoder_widths"):
         RQVAEConfig(encoder_widths=())
+
+
+def test_tf32_is_switched_on_for_training_only() -> None:
+    from toolweaver.codes.rqvae import _tf32
+
+    switches = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    before = tuple(s.allow_tf32 for s in switches)
+    with pytest.raises(KeyError), _tf32(True):
+        assert all(s.allow_tf32 for s in switches)
+        raise KeyError("an error inside training still restores the switches")
+    assert tuple(s.allow_tf32 for s in switches) == before

@@ -9,7 +9,7 @@ from toolweaver.codes.assign import CodeAssignment, CollisionError, assign_codes
 from toolweaver.codes.checkpoint import load_rqvae, save_rqvae
 from toolweaver.codes.config import RQVAEConfig, derive_codebook_size
 from toolweaver.codes.metrics import code_metrics
-from toolweaver.codes.rqvae import RQVAE, CoUsageEdges, TrainResult, train_rqvae
+from toolweaver.codes.rqvae import RQVAE, CoUsageEdges, TrainedCodeModel, train_rqvae
 from toolweaver.codes.sinkhorn import sinkhorn, sinkhorn_log
 from toolweaver.codes.vocab import format_code, parse_code, vocabulary
 
@@ -19,7 +19,7 @@ __all__ = [
     "CodeAssignment",
     "CollisionError",
     "RQVAEConfig",
-    "TrainResult",
+    "TrainedCodeModel",
     "assign_codes",
     "assign_new_codes",
     "code_metrics",

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -41,27 +40,48 @@ SINKHORN_MAX_ITERS = 300
 SINKHORN_TOL = 1e-4
 
 
+@dataclass
+class CollisionReport:
+    """How the nearest codes of `n_tools` tools were made unique (next to `n_existing`
+    fixed codes); filled in as resolution goes (the `collision_report` table's row)."""
+
+    n_tools: int
+    n_existing: int
+    collision_rate_before: float  # 1 - distinct nearest codes / tools
+    colliding_tools_before: int = 0
+    rounds: int = 0  # Sinkhorn rounds run
+    resolved_by_sinkhorn: int = 0
+    fallback_used: int = 0  # tools placed by the deterministic nearest-free-slot fallback
+    prefix_moves: int = 0  # of those, placed under another prefix than their nearest code's
+    moved: list[int] = field(default_factory=list)  # rows whose code is not their nearest code
+    collisions_after: int = 0
+
+    def summary(self) -> dict[str, float | int]:
+        """Every count, without the (long) list of moved rows."""
+        return {k: v for k, v in asdict(self).items() if k != "moved"} | {"n_moved": len(self.moved)}
+
+
 class CollisionError(RuntimeError):
     """Codes could not be made unique; `report` says how far resolution got."""
 
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(f"{message}; report: {report}")
+    def __init__(self, message: str, report: CollisionReport) -> None:
+        super().__init__(f"{message}; report: {report.summary()}")
         self.report = report
 
 
 @dataclass(frozen=True)
 class CodeAssignment:
-    """levels (N, L) int64 with unique rows; report: how collisions were resolved."""
+    """code_matrix (N, L) int64 with unique rows; report: how collisions were resolved."""
 
-    levels: np.ndarray
-    report: dict[str, Any]
+    code_matrix: np.ndarray
+    report: CollisionReport
 
 
 def assign_codes(model: RQVAE, embeddings: np.ndarray, cfg: RQVAEConfig) -> CodeAssignment:
     """Unique codes (N, L) for embeddings (N, D)."""
     z = _latents(model, embeddings)
-    levels, report = resolve_collisions(model, z, _nearest(model, z), set(), cfg)
-    return CodeAssignment(levels=levels, report=report)
+    code_matrix, report = resolve_collisions(model, z, _nearest(model, z), set(), cfg)
+    return CodeAssignment(code_matrix=code_matrix, report=report)
 
 
 def assign_new_codes(
@@ -76,9 +96,9 @@ def assign_new_codes(
     if len(taken) != len(existing):
         raise ValueError("existing_levels contains duplicate codes; they must be unique already")
     z = _latents(model, new_embeddings)
-    levels, report = resolve_collisions(model, z, _nearest(model, z), taken, cfg)
-    logger.info("incremental codes: %s", {k: v for k, v in report.items() if k != "moved"})
-    return levels
+    code_matrix, report = resolve_collisions(model, z, _nearest(model, z), taken, cfg)
+    logger.info("incremental codes: %s", report.summary())
+    return code_matrix
 
 
 def _latents(model: RQVAE, embeddings: np.ndarray) -> torch.Tensor:
@@ -99,24 +119,16 @@ def _nearest(model: RQVAE, z: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def resolve_collisions(
     model: RQVAE, z: torch.Tensor, nearest: np.ndarray, taken: set[Code], cfg: RQVAEConfig
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, CollisionReport]:
     """Nearest codes (N, L) of latents z (N, d) -> unique codes disjoint from `taken`."""
     n, k = len(nearest), model.codebook_size
     capacity = k**model.levels
-    report: dict[str, Any] = {
-        "n_tools": n,
-        "n_existing": len(taken),
-        "collision_rate_before": 1.0 - len({tuple(r) for r in nearest.tolist()}) / n if n else 0.0,
-        "colliding_tools_before": 0,
-        "rounds": 0,
-        "resolved_by_sinkhorn": 0,
-        "fallback_used": 0,
-        "prefix_moves": 0,
-    }
+    distinct = len({tuple(r) for r in nearest.tolist()})
+    report = CollisionReport(n_tools=n, n_existing=len(taken), collision_rate_before=1.0 - distinct / n if n else 0.0)
     if n + len(taken) > capacity:
         raise CollisionError(f"{n} new + {len(taken)} existing tools exceed K**L = {capacity} codes", report)
     state = _State(model, z, nearest.copy(), taken)
-    report["colliding_tools_before"] = sum(len(m) for m in state.collisions().values())
+    report.colliding_tools_before = sum(len(m) for m in state.collisions().values())
     epsilon = cfg.resolve_epsilon
     for _ in range(cfg.resolve_rounds):
         groups = state.collisions()
@@ -124,29 +136,26 @@ def resolve_collisions(
             break
         before = sum(len(m) for m in groups.values())
         state.sinkhorn_round(groups, epsilon)
-        report["rounds"] += 1
+        report.rounds += 1
         after = sum(len(m) for m in state.collisions().values())
-        report["resolved_by_sinkhorn"] += before - after
+        report.resolved_by_sinkhorn += before - after
         epsilon *= 0.5  # sharper plans each round, closer to a hard matching
         if after == before:
             break  # no progress: Sinkhorn cannot separate these (e.g. identical rows)
     groups = state.collisions()
-    report["fallback_used"], report["prefix_moves"] = state.fallback(groups, report)
-    moved = np.flatnonzero((state.codes != nearest).any(1))
-    report["moved"] = moved.tolist()
-    report["n_moved"] = len(moved)
+    report.fallback_used, report.prefix_moves = state.fallback(groups, report)
+    report.moved = np.flatnonzero((state.codes != nearest).any(1)).tolist()
     _check_unique(state.codes, taken, report)
-    report["collisions_after"] = 0
-    logger.info("collision resolution: %s", {k_: v for k_, v in report.items() if k_ != "moved"})
+    logger.info("collision resolution: %s", report.summary())
     return state.codes, report
 
 
-def _check_unique(codes: np.ndarray, taken: set[Code], report: dict[str, Any]) -> None:
+def _check_unique(codes: np.ndarray, taken: set[Code], report: CollisionReport) -> None:
     rows = [tuple(r) for r in codes.tolist()]
     duplicates = len(rows) - len(set(rows))
     clashes = sum(r in taken for r in rows)
     if duplicates or clashes:
-        report["collisions_after"] = duplicates + clashes
+        report.collisions_after = duplicates + clashes
         raise CollisionError(f"{duplicates} duplicate codes and {clashes} clashes with existing codes remain", report)
 
 
@@ -222,7 +231,7 @@ class _State:
         )
         return plan.log_plan[:m].argmax(1).cpu().numpy()
 
-    def fallback(self, groups: dict[Code, list[int]], report: dict[str, Any]) -> tuple[int, int]:
+    def fallback(self, groups: dict[Code, list[int]], report: CollisionReport) -> tuple[int, int]:
         """Deterministic placement of every remaining collision; returns (tools placed, prefix moves)."""
         if not groups:
             return 0, 0

@@ -25,7 +25,7 @@ def save_rqvae(model: RQVAE, cfg: RQVAEConfig, folder: str | Path) -> Path:
     if cfg.codebook_size != model.codebook_size or cfg.levels != model.levels:
         raise ValueError(
             f"cfg (L={cfg.levels}, K={cfg.codebook_size}) does not describe the model "
-            f"(L={model.levels}, K={model.codebook_size}); pass the resolved config (TrainResult.cfg)"
+            f"(L={model.levels}, K={model.codebook_size}); pass the resolved config (TrainedCodeModel.cfg)"
         )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

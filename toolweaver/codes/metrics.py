@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from toolweaver.codes.assign import CollisionReport
 from toolweaver.codes.rqvae import EVAL_BATCH_ROWS, RQVAE, CoUsageEdges, code_usage
 
 
@@ -27,7 +28,7 @@ def code_metrics(
     *,
     k: int = 10,
     seed: int = 0,
-    report: dict[str, Any] | None = None,
+    report: CollisionReport | None = None,
     n_queries: int = 1000,
     n_random_pairs: int = 100_000,
 ) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def code_metrics(
     usage = code_usage(torch.as_tensor(levels, dtype=torch.long), model.codebook_size)
     metrics: dict[str, Any] = {
         "n_tools": int(levels.shape[0]),
-        "collision_rate_before": None if report is None else report["collision_rate_before"],
+        "collision_rate_before": None if report is None else report.collision_rate_before,
         "distinct_codes": len(np.unique(levels, axis=0)),
         "utilisation": usage["utilisation"],
         "perplexity": usage["perplexity"],

@@ -37,7 +37,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,10 +101,10 @@ def _mlp(widths: list[int], dropout: float) -> nn.Sequential:
 
 @dataclass
 class Quantized:
-    """codes: sum of the chosen codewords (B, d), no straight-through; indices (B, L);
-    loss_rows: codebook + commitment loss per row (B,)."""
+    """codeword_sum: sum of the chosen codewords (B, d), no straight-through; indices: the
+    codes, one codeword index per level (B, L); loss_rows: codebook + commitment loss (B,)."""
 
-    codes: torch.Tensor
+    codeword_sum: torch.Tensor
     indices: torch.Tensor
     loss_rows: torch.Tensor
 
@@ -228,7 +229,7 @@ class ResidualQuantizer(nn.Module):
         if not bool(self.initialised):
             raise RuntimeError("quantizer codebooks are not initialised: call init_kmeans (train_rqvae does)")
         residual = z.float()
-        codes = torch.zeros_like(residual)
+        codeword_sum = torch.zeros_like(residual)
         loss_rows = torch.zeros(z.shape[0], device=z.device)
         indices: list[torch.Tensor] = []
         for level in range(self.levels):
@@ -238,10 +239,10 @@ class ResidualQuantizer(nn.Module):
             quantized = self.codewords(level, idx, prev)
             loss_rows = loss_rows + ((residual.detach() - quantized) ** 2).sum(1)
             loss_rows = loss_rows + self.beta * ((residual - quantized.detach()) ** 2).sum(1)
-            codes = codes + quantized
+            codeword_sum = codeword_sum + quantized
             residual = residual - quantized.detach()
             indices.append(idx)
-        return Quantized(codes=codes, indices=torch.stack(indices, 1), loss_rows=loss_rows)
+        return Quantized(codeword_sum=codeword_sum, indices=torch.stack(indices, 1), loss_rows=loss_rows)
 
     @torch.no_grad()
     def _choose(self, framed: torch.Tensor, level: int, eps: float | None, iters: int) -> torch.Tensor:
@@ -298,7 +299,7 @@ class RQVAE(nn.Module):
         # distances decide the codes: keep them in float32 even under bf16 autocast
         with torch.autocast(device_type=z.device.type, enabled=False):
             quantized = self.quantizer(z, sinkhorn_epsilon=sinkhorn_epsilon, sinkhorn_iters=sinkhorn_iters)
-        z_q = z + (quantized.codes - z).detach()
+        z_q = z + (quantized.codeword_sum - z).detach()
         return Forward(z=z, z_q=z_q, quantized=quantized)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
@@ -340,7 +341,7 @@ class Batch:
 
 
 @dataclass
-class TrainResult:
+class TrainedCodeModel:
     """The trained model (on the training device), its resolved config and per-epoch metrics."""
 
     model: RQVAE
@@ -349,7 +350,9 @@ class TrainResult:
     epoch_metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def epoch_batches(n_rows: int, edges: CoUsageEdges | None, batch_size: int, generator: torch.Generator) -> list[Batch]:
+def tool_edge_batches(
+    n_rows: int, edges: CoUsageEdges | None, batch_size: int, generator: torch.Generator
+) -> list[Batch]:
     """One epoch of batches: shuffled tools in chunks + one shuffled chunk of edges each."""
     order = torch.randperm(n_rows, generator=generator)
     node_chunks = order.split(batch_size)
@@ -444,7 +447,7 @@ def train_rqvae(
     cfg: RQVAEConfig,
     *,
     progress: Callable[[dict[str, Any]], None] | None = None,
-) -> TrainResult:
+) -> TrainedCodeModel:
     """Train the collaborative RQ-VAE on embeddings (N, D) float32; same inputs + seed ->
     same model on CPU. `progress` receives each epoch's metrics dict."""
     x_np = _check_embeddings(embeddings)
@@ -452,16 +455,26 @@ def train_rqvae(
         edges.check_rows(x_np.shape[0])
     cfg = cfg.resolved(x_np.shape[0])
     device = resolve_device(cfg.device)
-    if device.type == "cuda" and cfg.amp:
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls: ~free accuracy-wise for an MLP
-        torch.backends.cudnn.allow_tf32 = True
     generator = torch.Generator().manual_seed(cfg.seed)
     fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
+    with torch.random.fork_rng(devices=fork_devices), _tf32(device.type == "cuda" and cfg.amp):
         # module init and dropout use the global RNG; seed it inside a fork so the
         # caller's RNG state is untouched
         torch.manual_seed(cfg.seed)
         return _train(x_np, edges, cfg, device, generator, progress)
+
+
+@contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """TF32 matmuls (about free accuracy-wise for an MLP) for the body only: the global
+    switches are restored afterwards, so the caller's numerics are left as they were."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _train(
@@ -471,11 +484,11 @@ def _train(
     device: torch.device,
     generator: torch.Generator,
     progress: Callable[[dict[str, Any]], None] | None,
-) -> TrainResult:
+) -> TrainedCodeModel:
     x = torch.from_numpy(x_np).to(device)
     model = RQVAE(x.shape[1], cfg).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result = TrainResult(model=model, cfg=cfg, device=device)
+    result = TrainedCodeModel(model=model, cfg=cfg, device=device)
     logger.info(
         "training RQ-VAE: %d tools, L=%d, K=%d, %d+%d epochs on %s",
         x.shape[0],
@@ -556,7 +569,7 @@ def train_epoch(
     optimiser=None only measures the losses (call it under torch.no_grad)."""
     model.train()
     totals: dict[str, torch.Tensor] = {}
-    batches = epoch_batches(x.shape[0], edges, cfg.batch_size, generator)
+    batches = tool_edge_batches(x.shape[0], edges, cfg.batch_size, generator)
     for batch in batches:
         losses = batch_losses(model, x, batch, cfg, quantize=quantize)
         if optimiser is not None:
