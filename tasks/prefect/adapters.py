@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,14 @@ def ingest(
     maybe_fail("ingest", inject_failure)
     st = open_store(store)
     refs: dict[str, Any] = {}
+    counts: Counter[str] = Counter()
     for src in sources:
         path = _profile_cut(store, src, bfcl_subset)
-        for ref in ingest_stage.ingest_source(st, source=src.source, path=path):
-            refs[ref.table] = ref  # later sources' versions supersede earlier ones
-    return result_of("ingest", refs.values())
+        summary = ingest_stage.ingest(st, src.source, path, snapshot=src.snapshot)
+        refs.update(summary["refs"])  # later sources' versions supersede earlier ones
+        counts.update(summary["lifecycle"]["counts"])
+    # The catalog changes ride along as facts: tools added, changed (re-embedded), retired.
+    return result_of("ingest", refs.values(), **{f"tools_{k}": counts[k] for k in ("added", "changed", "retired")})
 
 
 def _profile_cut(store: str, src: SourceSpec, subset: BfclSubset | None) -> Path | None:
