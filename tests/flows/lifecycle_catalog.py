@@ -65,3 +65,42 @@ def write_spec(path: Path, operations: Iterable[str], edited: Iterable[str] = ()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec(operations, edited), indent=1), encoding="utf-8")
     return path
+
+
+# Training settings under which the tiny model really memorizes its codes (those of
+# tests/flows/conftest.py::memorizing_profile).
+MEMORIZING_TRAIN: dict[str, Any] = {
+    "max_steps": 300,
+    "batch_size": 10,
+    "lr": 5e-3,
+    "schedule": "constant",
+    "lora_r": 8,
+    "lora_alpha": 32,
+    "max_grad_norm": None,
+    "save_every": 100,
+    "device": "cpu",
+}
+
+
+def save_memorizing_model(folder: Path, texts: Iterable[str]) -> Path:
+    """A 64-wide 2-layer Llama (weights scaled to std 0.2) and a word-level tokenizer over
+    `texts`, saved as a model folder (conftest.py::memorizing_profile's recipe)."""
+    import torch
+
+    from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(texts)
+    model = tiny_llama(len(tokenizer), hidden_size=64, seed=0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim == 2:
+                parameter.mul_(0.2 / 0.02)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def catalog_texts(n: int) -> list[str]:
+    """Every text the catalog's docs can hold (all operations, edited or not)."""
+    ops = operation_ids(n)
+    return [json.dumps(spec(ops)), json.dumps(spec(ops, edited=ops))]
