@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-import referencing
+from referencing._core import Resolver
 
 from toolweaver.ingest.catalogs import YAML_SUFFIXES, add_tool, catalog_name, read_catalog_files
 from toolweaver.ingest.quarantine import MISSING_FIELD, expect
@@ -75,8 +75,9 @@ def _is_supported(result: ParseResult, locator: str, document: Any) -> bool:
 
 def _parse_document(result: ParseResult, rel: str, document: dict[str, Any]) -> None:
     resolver = document_resolver(document)
-    info = document.get("info") if isinstance(document.get("info"), dict) else {}
-    title = info.get("title") if isinstance(info.get("title"), str) and info["title"].strip() else catalog_name(rel)
+    info = document.get("info")
+    given = info.get("title") if isinstance(info, dict) else None
+    title = given if isinstance(given, str) and given.strip() else catalog_name(rel)
     draft4 = document["openapi"].startswith("3.0")
     for route, item in document.get("paths", {}).items():
         item_locator = f"{rel}#/paths/{_pointer(route)}"
@@ -104,7 +105,7 @@ def _add_operation(
     method: str,
     item: dict[str, Any],
     operation: dict[str, Any],
-    resolver: referencing.Resolver[Any],
+    resolver: Resolver[Any],
     draft4: bool,
 ) -> None:
     operation_id = operation.get("operationId")
@@ -122,7 +123,7 @@ def _add_operation(
 
 
 def _arguments_schema(
-    item: dict[str, Any], operation: dict[str, Any], resolver: referencing.Resolver[Any], draft4: bool
+    item: dict[str, Any], operation: dict[str, Any], resolver: Resolver[Any], draft4: bool
 ) -> dict[str, Any]:
     """The operation's parameters and request body as one object schema (refs inlined)."""
     properties: dict[str, Any] = {}
@@ -147,9 +148,7 @@ def _arguments_schema(
     return object_schema(schema, draft4=draft4)
 
 
-def _parameters(
-    item: dict[str, Any], operation: dict[str, Any], resolver: referencing.Resolver[Any]
-) -> list[dict[str, Any]]:
+def _parameters(item: dict[str, Any], operation: dict[str, Any], resolver: Resolver[Any]) -> list[dict[str, Any]]:
     """Path-item then operation parameters, refs inlined; the operation's win per (name, in)."""
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for owner in (item, operation):

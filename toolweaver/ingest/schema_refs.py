@@ -28,7 +28,8 @@ from typing import Any, Final, NoReturn
 import jsonschema
 import referencing.jsonschema
 from jsonschema.exceptions import SchemaError
-from referencing import Registry, Resource
+from referencing import Registry
+from referencing._core import Resolver
 from referencing.exceptions import Unresolvable
 
 # Quarantine reasons (the `reason` column).
@@ -57,9 +58,9 @@ def _refuse_retrieval(uri: str) -> NoReturn:
     raise SchemaProblem(REMOTE_REF, f"refusing to fetch {uri!r}: only same-document $refs are resolved")
 
 
-def document_resolver(document: Any) -> referencing.Resolver[Any]:
+def document_resolver(document: Any) -> Resolver[Any]:
     """A resolver for the same-document refs of `document` (never retrieves anything)."""
-    resource = Resource(contents=document, specification=referencing.jsonschema.DRAFT202012)
+    resource = referencing.jsonschema.DRAFT202012.create_resource(document)
     registry: Registry[Any] = Registry(retrieve=_refuse_retrieval).with_resource(DOCUMENT_URI, resource)  # type: ignore[call-arg]
     return registry.resolver(base_uri=DOCUMENT_URI)
 
@@ -67,7 +68,7 @@ def document_resolver(document: Any) -> referencing.Resolver[Any]:
 class _Inliner:
     """Replaces every `$ref` by the schema it names (depth first, cycle-checked)."""
 
-    def __init__(self, resolver: referencing.Resolver[Any]) -> None:
+    def __init__(self, resolver: Resolver[Any]) -> None:
         self.resolver = resolver
         self.nodes = 0
 
@@ -104,12 +105,12 @@ class _Inliner:
         return self.inline(resolved.contents, (*stack, ref))
 
 
-def inline_refs(value: Any, resolver: referencing.Resolver[Any]) -> Any:
+def inline_refs(value: Any, resolver: Resolver[Any]) -> Any:
     """`value` with every same-document `$ref` replaced by its target (a new object)."""
     return _Inliner(resolver).inline(value)
 
 
-def follow_ref(value: Any, resolver: referencing.Resolver[Any]) -> Any:
+def follow_ref(value: Any, resolver: Resolver[Any]) -> Any:
     """`value`, or what its top-level `$ref` chain names (not inlined further: an OpenAPI
     path item whose own operations are checked one by one)."""
     seen: list[str] = []
