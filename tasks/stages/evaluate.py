@@ -237,7 +237,9 @@ def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], e
     if tools.num_rows == 0:
         return {}
     model, rq_cfg = load_rqvae(store.checkpoint_path(found.codes_version))
-    existing = np.array([parse_code(c) for c in found.codes.values()], dtype=np.int64)
+    # Every code of that version is taken, retired tools' too (`found.codes` leaves them out).
+    taken, _ = codes_of_version(store, found.codes_version, found.ref.version)
+    existing = np.array([parse_code(c) for c in taken.values()], dtype=np.int64)
     levels = assign_new_codes(model, tool_vectors(store, tools, embed), existing, rq_cfg)
     ids = tools.column("tool_id").to_pylist()
     logger.info(
