@@ -1,7 +1,7 @@
 """Bring your own catalog, end to end at test scale through the `toolweaver` commands:
 ingest an OpenAPI catalog -> tokenize -> datasets -> tiny-model finetune ->
 `toolweaver retrieve` returns its tools (each tool's own documentation prompt finds it
-in the top 5). About 2-3 min on a 2-core CPU, so `slow`."""
+in the top 5). 9.5 min measured on the shared 2-core CPU (load ~15), so `slow`."""
 
 from __future__ import annotations
 
