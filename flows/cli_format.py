@@ -25,6 +25,8 @@ def upgrade_store(store: StoreOpt = None, fmt: FormatOpt = OutputFormat.table) -
     from storage.format import FORMAT_VERSION, StoreFormatError, marker_path
 
     root = resolve_store(store)
+    if not root.is_dir():
+        raise fail(f"no store at {root} (give --store DIR or set TOOLWEAVER_HOME)")
     try:
         opened = Store(root)
     except StoreFormatError as err:

@@ -89,6 +89,8 @@ def test_upgrade_store_command_reports_the_upgrade(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     report = {r["key"]: r["value"] for r in json.loads(out.stdout)}
     assert report["format_version"] == str(FORMAT_VERSION) and "upgrade 1->2" in report
+    missing = CliRunner().invoke(app, ["upgrade-store", "--store", str(tmp_path / "none")])
+    assert missing.exit_code == 1 and "no store at" in missing.output and not (tmp_path / "none").exists()
 
 
 def test_a_corrupt_marker_is_an_error(tmp_path: Path) -> None:
