@@ -16,7 +16,8 @@ Tools that leave the merged catalog are retired, never silently dropped: every i
 appends its added / changed (old and new doc_hash) / retired tools to `tool_events`
 (tasks/stages/lifecycle.py).
 Qrels naming a tool_id absent from the merged catalog are quarantined
-(`qrel_unknown_tool`), so every stored qrel joins `tools`.
+(`qrel_unknown_tool`), so every stored qrel joins `tools` when written; qrels of a tool
+retired later stay (they are history) and the datasets and evaluate stages leave them out.
 """
 
 from __future__ import annotations
