@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from storage import SCHEMAS, Store, TableRef
+from storage.commit import Snapshot
 from tasks.digests import sha256_json
 from toolweaver.ingest import parse_source
 from toolweaver.ingest.merge import merge_qrels, merge_queries, merge_tools, merge_trajectories, variant_to_tool
@@ -59,20 +60,34 @@ def ingest(
 
     Raises QuarantineError (before writing anything) when `strict` and a record was quarantined.
     """
-    stored = _read_stored(store)
-    result = parse_source(source, path, [(t.tool_name, t.api_name) for t in stored["tools"]])
-    rows, new_quarantine, repeats = _merge_with_store(stored, result)
-    reasons = Counter(q.reason for q in new_quarantine)
-    if strict and new_quarantine:
-        raise QuarantineError(
-            f"--strict: {len(new_quarantine)} quarantined record(s) in {path}: "
-            f"{dict(sorted(reasons.items()))}; nothing written"
-        )
-    inputs = [ref for ref in (store.latest(t) for t in TABLES) if ref is not None]
     config_hash = sha256_json({"stage": "ingest", "source": source})
-    refs = {
-        t: store.write(t, to_arrow(t, rows[t]), run_id=run_id, config_hash=config_hash, inputs=inputs) for t in TABLES
-    }
+    parsed: dict[tuple[str, ...], ParseResult] = {}
+    state: dict[str, Any] = {}
+
+    def merge(snapshot: Snapshot) -> dict[str, pa.Table]:
+        # Called again after a conflict: re-read what the other writer committed and
+        # re-merge (the parse is redone only when the catalog's names changed).
+        stored = _read_stored(snapshot)
+        names = [(t.tool_name, t.api_name) for t in stored["tools"]]
+        key = tuple(sorted(f"{n}\x00{a}" for n, a in names))
+        if key not in parsed:
+            parsed.clear()
+            parsed[key] = parse_source(source, path, names)
+        result = parsed[key]
+        rows, new_quarantine, repeats = _merge_with_store(stored, result)
+        state.update(result=result, quarantine=new_quarantine, repeats=repeats)
+        if strict and new_quarantine:
+            reasons = Counter(q.reason for q in new_quarantine)
+            raise QuarantineError(
+                f"--strict: {len(new_quarantine)} quarantined record(s) in {path}: "
+                f"{dict(sorted(reasons.items()))}; nothing written"
+            )
+        return {t: to_arrow(t, rows[t]) for t in TABLES}
+
+    written = store.update(TABLES, merge, run_id=run_id, config_hash=config_hash)
+    refs = {t: written[t] for t in TABLES}
+    result, repeats = state["result"], state["repeats"]
+    reasons = Counter(q.reason for q in state["quarantine"])
     summary = {
         "source": source,
         "path": None if path is None else str(path),
@@ -177,5 +192,6 @@ def from_arrow(table: str, data: pa.Table) -> list[Any]:
     return [kind(*row) for row in zip(*columns, strict=True)]
 
 
-def _read_stored(store: Store) -> dict[str, list[Any]]:
-    return {t: from_arrow(t, store.read(t)) if store.exists(t) else [] for t in TABLES}
+def _read_stored(snapshot: Snapshot) -> dict[str, list[Any]]:
+    stored = {t: snapshot.read(t) for t in TABLES}
+    return {t: [] if rows is None else from_arrow(t, rows) for t, rows in stored.items()}
