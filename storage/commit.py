@@ -115,6 +115,11 @@ class Snapshot:
         version = self.versions[table]
         return None if version is None else self.store.read(table, version=version, columns=columns)
 
+    def schema(self, table: str) -> pa.Schema | None:
+        """The schema `table` was written with at the pinned version, None when it did not exist."""
+        version = self.versions[table]
+        return None if version is None else self.store.schema(table, version)
+
     def refs(self) -> list[TableRef]:
         """Refs of the tables read (the lineage `inputs` of what is computed from them)."""
         return [r for r in (self.store.ref_at(t, v) for t, v in sorted(self.versions.items())) if r is not None]

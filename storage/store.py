@@ -165,6 +165,13 @@ class Store:
         schema = info.schema if columns is None else pa.schema([info.schema.field(c) for c in columns])
         return data.cast(schema)
 
+    def schema(self, table: str, version: int | None = None) -> pa.Schema:
+        """The Arrow schema `table` was written with at `version` (latest when None)."""
+        version, info = self._info_at(table, version)
+        if info is None or info.schema is None:
+            return DeltaTable(str(self.table_path(table)), version=version).schema().to_arrow()  # type: ignore[return-value]
+        return info.schema
+
     def history(self, table: str) -> list[VersionInfo]:
         """Every version of `table`, newest first, with its lineage record when the store wrote it."""
         return delta_history(table, self._require(table))

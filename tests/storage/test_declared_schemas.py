@@ -78,6 +78,10 @@ def written_tables() -> dict[str, list[str]]:
             first, where = node.args[0], f"{path.relative_to(ROOT)}:{node.lineno}"
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 names: tuple[str, ...] = (first.value,)
+            elif isinstance(first, ast.List | ast.Tuple) and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in first.elts
+            ):
+                names = tuple(e.value for e in first.elts)  # type: ignore[attr-defined]
             elif isinstance(first, ast.Name) and first.id in constants:
                 names = constants[first.id]
             elif isinstance(first, ast.Name) and loops.get(first.id) in constants:
@@ -113,3 +117,17 @@ def test_every_written_table_is_declared_in_storage_alone() -> None:
         if table not in declared["tables"] and SCHEMA_FUNCTIONS.get(table) not in declared["functions"]
     }
     assert not missing, f"tables written without a schema declared in storage: {missing}"
+
+
+def test_each_table_has_one_owning_stage() -> None:
+    """Issue 17: one stage module writes each table (codes no longer writes embeddings/cousage)."""
+    owners: dict[str, set[str]] = {}
+    for table, where in written_tables().items():
+        stage_files = {w.split(":")[0] for w in where if w.startswith("tasks/stages/")}
+        if stage_files:
+            owners[table] = stage_files
+    assert owners["embeddings"] == {"tasks/stages/embed.py"}
+    assert owners["cousage"] == {"tasks/stages/cousage.py"}
+    assert owners["codes"] == {"tasks/stages/codes.py"}
+    shared = {t: sorted(f) for t, f in owners.items() if len(f) > 1}
+    assert not shared, f"tables written by more than one stage module: {shared}"
