@@ -121,12 +121,17 @@ class Store:
     def _info_at(self, table: str, version: int | None) -> tuple[int, VersionInfo | None]:
         """(version, the store record describing its rows or None); version None = latest."""
         path = self._require(table)
-        latest = DeltaTable(str(path)).version()
+        # One loaded snapshot for the version and its history: a concurrent commit
+        # between two loads would pair this version with the next one's record.
+        delta = DeltaTable(str(path))
+        latest = delta.version()
         if version is None:
             version = latest
         if not 0 <= version <= latest:
             raise ValueError(f"table {table!r} has versions 0..{latest}, not {version}")
-        versions = delta_history(table, path, limit=latest - version + 1)[latest - version :]
+        versions = [
+            v for v in delta_history(table, path, limit=latest - version + 1, delta=delta) if v.version <= version
+        ]
         return version, content_info(versions)
 
     def latest(self, table: str) -> TableRef | None:
@@ -135,7 +140,7 @@ class Store:
             return None
         version, info = self._info_at(table, None)
         if info is None:
-            return TableRef(table, version, "", DeltaTable(str(self.table_path(table))).count())
+            return TableRef(table, version, "", DeltaTable(str(self.table_path(table)), version=version).count())
         return TableRef(table, version, info.lineage.digest, info.lineage.rows)  # type: ignore[union-attr]
 
     def ref_at(self, table: str, version: int | None) -> TableRef | None:
