@@ -152,14 +152,25 @@ def _parse_qrels(
     return splits_of, pairs
 
 
-def _tsv_rows(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, list[str]]]:
+def _decoded_lines(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file (with or without a byte-order mark); when it
+    does not decode as a whole, line by line: each bad line is quarantined, not the file."""
     try:
-        text = raw.decode("utf-8-sig")  # with or without a byte-order mark
-    except UnicodeDecodeError as err:
-        result.reject(rel, NON_UTF8, f"{err}")
-        return []
+        return list(enumerate(raw.decode("utf-8-sig").splitlines(), start=1))
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            lines.append((number, line.decode("utf-8-sig" if number == 1 else "utf-8")))
+        except UnicodeDecodeError as err:
+            result.reject(f"{rel}#L{number}", NON_UTF8, f"{err}: {line[:200]!r}")
+    return lines
+
+
+def _tsv_rows(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, list[str]]]:
     rows: list[tuple[int, list[str]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in _decoded_lines(result, rel, raw):
         fields = line.split("\t")
         if number == 1 and fields[:2] == ["query-id", "corpus-id"]:
             continue  # the BEIR header
