@@ -8,6 +8,7 @@ description of one doc (chosen by `n`) so that each ingest changes the catalog.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 TOOLLENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "toollens"
@@ -32,10 +33,11 @@ def make_folder(dest: Path, tools: int = 200, source: Path = TOOLLENS) -> Path:
 
 
 def edit_one_doc(dest: Path, n: int) -> None:
-    """Change doc `n % tools`: its text gets ` (edit n)` appended (a new doc version)."""
+    """Change the API description of doc `n % tools` to mention edit `n` (a new tool doc)."""
     lines = (dest / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
     i = n % len(lines)
     doc = json.loads(lines[i])
-    doc["text"] = doc["text"].split(" (edit ")[0] + f" (edit {n})"
+    text = re.sub(r"\(edit \d+\) ", "", doc["text"])
+    doc["text"] = text.replace("api_description:", f"api_description:(edit {n}) ", 1)
     lines[i] = json.dumps(doc, ensure_ascii=False)
     (dest / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -16,7 +16,7 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, _HERE)
+sys.path.insert(0, os.path.dirname(_HERE))  # the repository root: `bench.beir_small`
 
 import argparse
 import json
@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from beir_small import edit_one_doc, make_folder
+from bench.beir_small import edit_one_doc, make_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
