@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_once(folder: Path, store: Path) -> tuple[int, float, str]:
     """(exit code, wall seconds, stderr tail) of one CLI ingest."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "ingest", "--source", "beir", "--path", str(folder), "--store", str(store)],

@@ -338,7 +338,7 @@ class Store:
         path = self.table_path(LINEAGE)
         if not DeltaTable.is_deltatable(str(path)):
             return set()
-        dataset = DeltaTable(str(path)).to_pyarrow_dataset()
+        dataset = ordered_dataset(path)
         wanted = (pc.field("table") == table) & (pc.field("version") >= since)
         found = dataset.to_table(columns=["version"], filter=wanted)
         return set(found.column("version").to_pylist())
