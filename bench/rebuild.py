@@ -118,8 +118,10 @@ def write_files(folder: Path, files: dict[str, bytes]) -> None:
 
 def timed_build(store: Any, catalog: Path, device: str) -> tuple[dict[str, float], dict[str, Any]]:
     """Ingest + embed + tokenize `catalog` into `store`: (seconds per phase, facts)."""
+    from tasks.stages.codes import TokenizeConfig
+    from tasks.stages.embed import embed_tools
     from tasks.stages.ingest import ingest
-    from tasks.stages.tokenize import TokenizeConfig, embed_tools, tokenize
+    from tasks.stages.tokenize import tokenize
     from toolweaver.codes.embed import EmbedConfig
 
     cfg = TokenizeConfig(embed=EmbedConfig(device=device, show_progress=False), rqvae={"device": device})

@@ -51,7 +51,7 @@ def tokenize(
     """
     setup_logging()
     from storage import Store
-    from tasks.stages.tokenize import TokenizeConfig
+    from tasks.stages.codes import TokenizeConfig
     from tasks.stages.tokenize import tokenize as run_tokenize
     from toolweaver.codes.embed import EmbedConfig
 

@@ -2,10 +2,15 @@
 
 A checkpoint id is `<kind>-<first 16 hex of the folder's content digest>`, so
 registering the same files twice gives the same id and no second copy. Registration is
-atomic: the files go to a temporary folder beside the target, which is renamed into
-place (a rename is atomic on one file system), and only then is the table row written.
-A crash before the rename leaves a `.tmp-*` folder that is never listed; a crash between
-the rename and the row is completed by the next registration of the same content.
+journaled: (1) the row to be written goes to `checkpoints/.journal/<id>.json`, (2) the
+files go to a temporary folder beside the target, which is renamed into place (a rename
+is atomic on one file system), (3) the row is committed (a read-modify-write of the
+table through `Store.update`: appended only when the id is not there yet), (4) the
+journal entry is removed. Every registration first replays the journal under the
+registry lock: an entry whose folder exists gets its row (a crash between 2 and 3), an
+entry without its folder is dropped (a crash before 2), and `.tmp-*` folders are
+removed (no registration is in flight while the lock is held). So after any crash and
+the next registration, every folder has its row and no temporary folder is left.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 TABLE = "checkpoints"
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 _CHUNK_BYTES = 1 << 20
+_JOURNAL = ".journal"
 
 
 def folder_digest(folder: Path) -> str:
@@ -68,31 +74,77 @@ def register(
     checkpoint_id = f"{kind}-{folder_digest(src_dir)[:16]}"
     base = store.root / TABLE
     target = base / checkpoint_id
-    with file_lock(store.root / ".locks" / "checkpoint-registry.lock"):
+    row = {
+        "checkpoint_id": checkpoint_id,
+        "kind": kind,
+        "path": target.relative_to(store.root).as_posix(),
+        "run_id": run_id,
+        "config_hash": config_hash,
+        "meta": meta_json,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    with file_lock(registry_lock(store)):
+        recover(store)
+        entry = _journal(store, row)
         if target.is_dir():
             log.info("checkpoint %s already stored", checkpoint_id)
         else:
             _place(src_dir, base, target, move)
-        if checkpoint_id in _ids(store):
-            return checkpoint_id
-        row = {
-            "checkpoint_id": checkpoint_id,
-            "kind": kind,
-            "path": target.relative_to(store.root).as_posix(),
-            "run_id": run_id,
-            "config_hash": config_hash,
-            "meta": meta_json,
-            "created_at": datetime.now(UTC),
-        }
-        store.write(
-            TABLE,
-            pa.Table.from_pylist([row], schema=SCHEMAS[TABLE]),
-            mode="append",
-            run_id=run_id,
-            config_hash=config_hash,
-        )
+        _commit_row(store, row)
+        entry.unlink()
     log.info("registered checkpoint %s (%s)", checkpoint_id, kind)
     return checkpoint_id
+
+
+def registry_lock(store: Store) -> Path:
+    return store.root / ".locks" / "checkpoint-registry.lock"
+
+
+def recover(store: Store) -> list[str]:
+    """Finish or drop interrupted registrations (call under the registry lock); returns
+    the ids whose rows were completed. See the module docstring."""
+    base = store.root / TABLE
+    for tmp in base.glob(".tmp-*") if base.is_dir() else []:
+        log.warning("removing %s left by an interrupted checkpoint registration", tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    completed = []
+    for entry in sorted((base / _JOURNAL).glob("*.json")) if base.is_dir() else []:
+        row = json.loads(entry.read_text(encoding="utf-8"))
+        if (store.root / row["path"]).is_dir() and _commit_row(store, row):
+            completed.append(row["checkpoint_id"])
+            log.warning("checkpoint %s: row restored from the registry journal", row["checkpoint_id"])
+        entry.unlink()
+    return completed
+
+
+def _journal(store: Store, row: dict[str, Any]) -> Path:
+    """Write the journal entry of `row` atomically (temp file + rename)."""
+    folder = store.root / TABLE / _JOURNAL
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = folder / f"{row['checkpoint_id']}.json"
+    tmp = folder / f".{entry.name}.{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(row, sort_keys=True), encoding="utf-8")
+    tmp.rename(entry)
+    return entry
+
+
+def _commit_row(store: Store, row: dict[str, Any]) -> bool:
+    """Append `row` unless its id is registered (decided on the version read); True if written."""
+    from storage.commit import Append, Snapshot
+
+    data = pa.Table.from_pylist(
+        [{**row, "created_at": datetime.fromisoformat(row["created_at"])}], schema=SCHEMAS[TABLE]
+    )
+    written: list[bool] = []
+
+    def add_if_absent(snapshot: Snapshot) -> dict[str, Append]:
+        rows = snapshot.read(TABLE, columns=["checkpoint_id"])
+        known = set() if rows is None else set(rows.column("checkpoint_id").to_pylist())
+        written[:] = [row["checkpoint_id"] not in known]
+        return {TABLE: Append(data)} if written[0] else {}
+
+    store.update([TABLE], add_if_absent, run_id=row["run_id"], config_hash=row["config_hash"], inputs=[])
+    return written[0]
 
 
 def _place(src_dir: Path, base: Path, target: Path, move: bool) -> None:
@@ -103,12 +155,6 @@ def _place(src_dir: Path, base: Path, target: Path, move: bool) -> None:
     else:
         shutil.copytree(src_dir, tmp)
     tmp.rename(target)
-
-
-def _ids(store: Store) -> set[str]:
-    if not store.exists(TABLE):
-        return set()
-    return set(store.read(TABLE, columns=["checkpoint_id"]).column("checkpoint_id").to_pylist())
 
 
 def path_of(store: Store, checkpoint_id: str) -> Path:

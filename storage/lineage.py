@@ -137,9 +137,14 @@ def _parse_commit(table: str, entry: dict[str, Any]) -> VersionInfo:
     return VersionInfo(table, version, str(entry.get("operation")), committed_at, payload["mode"], record, schema)
 
 
-def history(table: str, path: Path, limit: int | None = None) -> list[VersionInfo]:
-    """Versions of the Delta table at `path`, newest first (`limit` newest only)."""
-    return [_parse_commit(table, e) for e in DeltaTable(str(path)).history(limit)]
+def history(table: str, path: Path, limit: int | None = None, delta: DeltaTable | None = None) -> list[VersionInfo]:
+    """Versions of the Delta table at `path`, newest first (`limit` newest only).
+
+    With `delta` (a loaded snapshot) only the versions up to that snapshot's: a commit
+    that lands meanwhile must not be mistaken for the snapshot's newest version."""
+    loaded = delta if delta is not None else DeltaTable(str(path))
+    infos = [_parse_commit(table, e) for e in loaded.history(limit)]
+    return [i for i in infos if i.version <= loaded.version()] if delta is not None else infos
 
 
 def content_info(versions: Sequence[VersionInfo]) -> VersionInfo | None:

@@ -6,12 +6,18 @@ Layout under the root (`TOOLWEAVER_HOME`, default `./artifacts`):
     checkpoints/<id>/      registered checkpoint folders (see storage.checkpoints)
     .locks/<table>.lock    per-table writer locks
 
-A write (1) casts the data to the declared schema, (2) takes the table's lock, (3)
-compares the content digest with the latest version and writes nothing when it is
-unchanged, (4) commits one Delta version whose commit metadata carries the lineage
-record, (5) mirrors that record into the `lineage` table. A writer killed before (4)
-leaves only unreferenced Parquet files: readers never see a partial version. A writer
-killed between (4) and (5) is repaired by the next write of that table.
+A write (1) casts the data to the declared schema, (2) takes the table's lock (an
+optimisation: writers on one machine queue), (3) compares the content digest with the
+latest version and writes nothing when it is unchanged, (4) commits one Delta version
+whose commit metadata carries the lineage record, as exactly the version after the one
+it read (`storage.commit`: a writer that raced another gets `WriteConflict`, never a
+lost update), (5) mirrors that record into the `lineage` table. A writer killed before
+(4) leaves only unreferenced Parquet files: readers never see a partial version. A
+writer killed between (4) and (5) is repaired by the next write of that table.
+
+Read-modify-write steps (ingest merges, registries) go through `Store.update`, which
+re-reads, recomputes and retries on a conflict; a plain `write` with no `read_version`
+is a blind write (its data does not depend on the table) and retries by itself.
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake import DeltaTable, PostCommitHookProperties
 
 from storage import checkpoints as _checkpoints
+from storage import commit as _commit
+from storage.commit import DEFAULT_ATTEMPTS, WriteConflict, pinned_commit
 from storage.delta import ordered_dataset
 from storage.digest import chain_digest, schema_text, table_digest
 from storage.format import open_format
@@ -52,6 +61,17 @@ WriteMode = Literal["overwrite", "append"]
 # Time travel and lineage need every commit file: never let Delta expire the log.
 _TABLE_CONFIG = {"delta.enableExpiredLogCleanup": "false"}
 _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+# Lineage sync after each write looks this many versions back (a full scan grows with
+# history); `Store.sync_lineage` repairs older gaps.
+_SYNC_DEPTH = 16
+
+
+class _Latest(Enum):
+    LATEST = "latest"
+
+
+# `Store.write(read_version=LATEST)`: a blind write, pinned to the version it finds.
+LATEST: Final = _Latest.LATEST
 
 
 def default_root(root: str | Path | None = None) -> Path:
@@ -86,7 +106,8 @@ class Store:
     def table_path(self, table: str) -> Path:
         return self.root / "tables" / check_table_name(table)
 
-    def _lock_path(self, table: str) -> Path:
+    def lock_path(self, table: str) -> Path:
+        """The local writer lock of `table` (see storage.locks)."""
         return self.root / ".locks" / f"{table}.lock"
 
     # ---------------------------------------------------------------- reading
@@ -103,12 +124,17 @@ class Store:
     def _info_at(self, table: str, version: int | None) -> tuple[int, VersionInfo | None]:
         """(version, the store record describing its rows or None); version None = latest."""
         path = self._require(table)
-        latest = DeltaTable(str(path)).version()
+        # One loaded snapshot for the version and its history: a concurrent commit
+        # between two loads would pair this version with the next one's record.
+        delta = DeltaTable(str(path))
+        latest = delta.version()
         if version is None:
             version = latest
         if not 0 <= version <= latest:
             raise ValueError(f"table {table!r} has versions 0..{latest}, not {version}")
-        versions = delta_history(table, path, limit=latest - version + 1)[latest - version :]
+        versions = [
+            v for v in delta_history(table, path, limit=latest - version + 1, delta=delta) if v.version <= version
+        ]
         return version, content_info(versions)
 
     def latest(self, table: str) -> TableRef | None:
@@ -117,8 +143,17 @@ class Store:
             return None
         version, info = self._info_at(table, None)
         if info is None:
-            return TableRef(table, version, "", DeltaTable(str(self.table_path(table))).count())
+            return TableRef(table, version, "", DeltaTable(str(self.table_path(table)), version=version).count())
         return TableRef(table, version, info.lineage.digest, info.lineage.rows)  # type: ignore[union-attr]
+
+    def ref_at(self, table: str, version: int | None) -> TableRef | None:
+        """Ref of `table` at `version` (None stays None: the table did not exist)."""
+        if version is None:
+            return None
+        version, info = self._info_at(table, version)
+        if info is None or info.lineage is None:
+            return TableRef(table, version, "", DeltaTable(str(self.table_path(table)), version=version).count())
+        return TableRef(table, version, info.lineage.digest, info.lineage.rows)
 
     def tables(self) -> list[TableRef]:
         """Latest ref of every table, sorted by name."""
@@ -138,6 +173,13 @@ class Store:
         schema = info.schema if columns is None else pa.schema([info.schema.field(c) for c in columns])
         return data.cast(schema)
 
+    def schema(self, table: str, version: int | None = None) -> pa.Schema:
+        """The Arrow schema `table` was written with at `version` (latest when None)."""
+        version, info = self._info_at(table, version)
+        if info is None or info.schema is None:
+            return DeltaTable(str(self.table_path(table)), version=version).schema().to_arrow()  # type: ignore[return-value]
+        return info.schema
+
     def history(self, table: str) -> list[VersionInfo]:
         """Every version of `table`, newest first, with its lineage record when the store wrote it."""
         return delta_history(table, self._require(table))
@@ -153,12 +195,18 @@ class Store:
         config_hash: str = "",
         inputs: Sequence[TableRef] = (),
         schema: pa.Schema | None = None,
+        read_version: int | None | _Latest = LATEST,
+        attempts: int = DEFAULT_ATTEMPTS,
     ) -> TableRef:
         """Write `data` as one new version of `table` (none when the content is unchanged).
 
         `schema` overrides the declared schema (needed only for undeclared tables).
         Unchanged means: overwrite with the digest of the latest version, or an append
         of 0 rows to an existing table; then the latest ref is returned.
+
+        `read_version` is the version `data` was computed from (None: the table did not
+        exist): when the table moved since, `WriteConflict` is raised (use `update` to
+        retry). Left at LATEST the write is blind and retries up to `attempts` times.
         """
         check_table_name(table)
         if table == LINEAGE:
@@ -168,10 +216,32 @@ class Store:
         target = schema if schema is not None else schema_for(table, data)
         rows = conform(table, data, target)
         rows_digest = table_digest(rows)  # outside the lock: the slow part
-        with file_lock(self._lock_path(table)):
-            return self._write_locked(
-                table, rows, rows_digest, mode, str(run_id) if run_id else self.run_id, config_hash, inputs
-            )
+        run = str(run_id) if run_id else self.run_id
+        blind = read_version is LATEST
+        last: WriteConflict | None = None
+        for attempt in range(1, attempts + 1):
+            with file_lock(self.lock_path(table)):
+                read = _commit.current_version(self.table_path(table)) if blind else read_version
+                try:
+                    return self._write_locked(table, rows, rows_digest, mode, run, config_hash, inputs, read)  # type: ignore[arg-type]
+                except WriteConflict as exc:
+                    if not blind:
+                        raise
+                    last = exc
+            _commit.backoff(attempt)
+        assert last is not None
+        raise WriteConflict(table, last.read_version, last.found, f"gave up after {attempts} attempts")
+
+    def update(
+        self,
+        tables: Sequence[str],
+        compute: _commit.Compute,
+        *,
+        attempts: int = DEFAULT_ATTEMPTS,
+        **write_args: Any,
+    ) -> dict[str, TableRef]:
+        """Read-modify-write of `tables` with retry on conflict (see `storage.commit.update`)."""
+        return _commit.update(self, tables, compute, attempts=attempts, **write_args)
 
     def _write_locked(
         self,
@@ -182,15 +252,21 @@ class Store:
         run_id: str,
         config_hash: str,
         inputs: Sequence[TableRef],
+        read_version: int | None,
     ) -> TableRef:
         path = self.table_path(table)
         prev = self.latest(table)
+        if prev is not None and mode == "overwrite" and prev.digest == rows_digest:
+            # Whatever it was computed from, the table already holds exactly this content.
+            log.info("%s: content unchanged, staying at version %d", table, prev.version)
+            self._sync_lineage(table)
+            return prev
+        found = None if prev is None else prev.version
+        if found != read_version:
+            raise WriteConflict(table, read_version, found)
         if prev is not None:
-            unchanged = (mode == "overwrite" and prev.digest == rows_digest) or (
-                mode == "append" and rows.num_rows == 0
-            )
-            if unchanged:
-                log.info("%s: content unchanged, staying at version %d", table, prev.version)
+            if mode == "append" and rows.num_rows == 0:
+                log.info("%s: nothing to append, staying at version %d", table, prev.version)
                 self._sync_lineage(table)
                 return prev
             if mode == "append":
@@ -208,16 +284,18 @@ class Store:
             inputs=tuple((ref.table, ref.version) for ref in inputs),
             written_at=datetime.now(UTC),
         )
-        write_deltalake(
-            str(path),
+        version = pinned_commit(
+            table,
+            path,
             rows,
+            read_version=read_version,
             mode=mode,
-            schema_mode="overwrite" if mode == "overwrite" and prev is not None else None,
+            custom_metadata=commit_metadata(record, rows.schema, mode),
             configuration=_TABLE_CONFIG if prev is None else None,
-            commit_properties=CommitProperties(custom_metadata=commit_metadata(record, rows.schema, mode)),
-            post_commithook_properties=_HOOKS,
+            schema_mode="overwrite" if mode == "overwrite" and prev is not None else None,
+            hooks=_HOOKS,
         )
-        ref = self._committed_ref(table, record)
+        ref = TableRef(table, version, record.digest, record.rows)
         self._sync_lineage(table)
         log.info("%s: wrote version %d (%s, %d rows, run %s)", table, ref.version, mode, ref.rows, run_id)
         return ref
@@ -231,16 +309,6 @@ class Store:
                 "overwrite the table to change its schema"
             )
 
-    def _committed_ref(self, table: str, record: LineageRecord) -> TableRef:
-        """Ref of the commit just made; fails if another writer slipped in past the lock."""
-        newest = delta_history(table, self.table_path(table), limit=1)[0]
-        if newest.lineage is None or newest.lineage.written_at != record.written_at:
-            raise RuntimeError(
-                f"table {table!r}: version {newest.version} is not the commit this writer made; "
-                "something wrote the table without the store's lock"
-            )
-        return TableRef(table, newest.version, record.digest, record.rows)
-
     # ---------------------------------------------------------------- lineage mirror
     def sync_lineage(self) -> None:
         """Re-fill the `lineage` table from every table's commit log (after crashed writers).
@@ -250,14 +318,18 @@ class Store:
         """
         for ref in self.tables():
             if ref.table != LINEAGE:
-                with file_lock(self._lock_path(ref.table)):
-                    self._sync_lineage(ref.table)
+                with file_lock(self.lock_path(ref.table)):
+                    self._sync_lineage(ref.table, depth=None)
 
-    def _sync_lineage(self, table: str) -> None:
-        """Append to `lineage` every store-written version of `table` it lacks."""
-        records = [v.lineage for v in self.history(table) if v.lineage is not None]
-        with file_lock(self._lock_path(LINEAGE)):
-            have = self._lineage_versions(table)
+    def _sync_lineage(self, table: str, depth: int | None = _SYNC_DEPTH) -> None:
+        """Append to `lineage` every store-written version of `table` it lacks (among the
+        newest `depth` versions; all when None)."""
+        versions = delta_history(table, self._require(table), limit=depth)
+        records = [v.lineage for v in versions if v.lineage is not None]
+        if not records:
+            return
+        with file_lock(self.lock_path(LINEAGE)):
+            have = self._lineage_versions(table, min(r.version for r in records))
             missing = sorted((r for r in records if r.version not in have), key=lambda r: r.version)
             if not missing:
                 return
@@ -265,16 +337,27 @@ class Store:
                 log.warning("%s: restoring %d lineage row(s) from the commit log", table, len(missing))
             self._append_lineage(missing)
 
-    def _lineage_versions(self, table: str) -> set[int]:
+    def _lineage_versions(self, table: str, since: int = 0) -> set[int]:
         path = self.table_path(LINEAGE)
         if not DeltaTable.is_deltatable(str(path)):
             return set()
-        dataset = DeltaTable(str(path)).to_pyarrow_dataset()
-        found = dataset.to_table(columns=["version"], filter=pc.field("table") == table)
+        dataset = ordered_dataset(path)
+        wanted = (pc.field("table") == table) & (pc.field("version") >= since)
+        found = dataset.to_table(columns=["version"], filter=wanted)
         return set(found.column("version").to_pylist())
 
-    def _append_lineage(self, records: Sequence[LineageRecord]) -> None:
+    def _append_lineage(self, records: Sequence[LineageRecord], attempts: int = DEFAULT_ATTEMPTS) -> None:
         rows = records_to_table(records)
+        for attempt in range(1, attempts + 1):
+            try:
+                self._append_lineage_once(rows)
+                return
+            except WriteConflict:
+                if attempt == attempts:
+                    raise
+                _commit.backoff(attempt)
+
+    def _append_lineage_once(self, rows: pa.Table) -> None:
         prev = self.latest(LINEAGE)
         rows_digest = table_digest(rows)
         digest = rows_digest if prev is None else chain_digest(prev.digest, rows_digest)
@@ -290,13 +373,16 @@ class Store:
             inputs=(),
             written_at=datetime.now(UTC),
         )
-        write_deltalake(
-            str(self.table_path(LINEAGE)),
+        pinned_commit(
+            LINEAGE,
+            self.table_path(LINEAGE),
             rows,
+            read_version=None if prev is None else prev.version,
             mode="append",
+            custom_metadata=commit_metadata(meta, SCHEMAS[LINEAGE], "append"),
             configuration=_TABLE_CONFIG if prev is None else None,
-            commit_properties=CommitProperties(custom_metadata=commit_metadata(meta, SCHEMAS[LINEAGE], "append")),
-            post_commithook_properties=_HOOKS,
+            schema_mode=None,
+            hooks=_HOOKS,
         )
 
     # ---------------------------------------------------------------- checkpoints

@@ -21,15 +21,17 @@ from tasks.prefect.cache import maybe_fail
 from tasks.prefect.profiles import BfclSubset, write_bfcl_subset
 from tasks.prefect.progress import TrainingProgress
 from tasks.prefect.results import SourceSpec, StageResult, result_of
+from tasks.stages import codes as codes_stage
+from tasks.stages import cousage as cousage_stage
 from tasks.stages import datasets as datasets_stage
+from tasks.stages import embed as embed_stage
 from tasks.stages import evaluate as evaluate_stage
 from tasks.stages import finetune as finetune_stage
 from tasks.stages import ingest as ingest_stage
-from tasks.stages import tokenize as tokenize_stage
 from tasks.stages import update as update_stage
+from tasks.stages.codes import TokenizeConfig
 from tasks.stages.evaluate import EvaluateConfig
 from tasks.stages.finetune import FinetuneConfig
-from tasks.stages.tokenize import TokenizeConfig
 from tasks.stages.update import UpdateConfig
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.train import Stage
@@ -80,14 +82,14 @@ def embed(
 ) -> StageResult:
     """Embed the `tools` docs that have no vector under this model yet (only new docs)."""
     maybe_fail("embed", inject_failure)
-    ref, n_embedded = tokenize_stage.embed_tools(open_store(store), config)
+    ref, n_embedded = embed_stage.embed_tools(open_store(store), config)
     return result_of("embed", [ref] if ref is not None else [], embedded=n_embedded)
 
 
 def cousage(store: str, upstream: tuple[StageResult, ...], inject_failure: bool = False) -> StageResult:
     """Co-usage edges from qrels + trajectories."""
     maybe_fail("cousage", inject_failure)
-    return result_of("cousage", [tokenize_stage.build_cousage(open_store(store))])
+    return result_of("cousage", [cousage_stage.build_cousage(open_store(store))])
 
 
 def codes(
@@ -95,7 +97,7 @@ def codes(
 ) -> StageResult:
     """Train the RQ-VAE and assign unique codes; with existing codes, place only new tools."""
     maybe_fail("codes", inject_failure)
-    result = tokenize_stage.tokenize(open_store(store), config)
+    result = codes_stage.build_codes(open_store(store), config)
     facts = {"mode": result.mode, "new_codes": result.n_new_codes, "codes_version": result.codes_version}
     facts |= {k: v for k, v in result.metrics.items() if isinstance(v, int | float | str | bool)}
     return result_of("codes", result.refs.values(), checkpoints=[result.codes_version], **facts)

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.stages.codes import TokenizeConfig
 from tasks.stages.finetune import FinetuneConfig
-from tasks.stages.tokenize import TokenizeConfig
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.train import TrainConfig
 from toolweaver.codes.embed import EmbedConfig

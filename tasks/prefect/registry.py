@@ -19,11 +19,13 @@ from tasks.prefect import adapters
 from tasks.prefect.cache import StageSpec, stage_task
 from tasks.prefect.plan import BuildPlan
 from tasks.prefect.results import StageResult
+from tasks.stages import codes as codes_stage
+from tasks.stages import cousage as cousage_stage
 from tasks.stages import datasets as datasets_stage
+from tasks.stages import embed as embed_stage
 from tasks.stages import evaluate as evaluate_stage
 from tasks.stages import finetune as finetune_stage
 from tasks.stages import ingest as ingest_stage
-from tasks.stages import tokenize as tokenize_stage
 from tasks.stages import update as update_stage
 from toolweaver.align.train import STAGES as FINETUNE_STAGES
 
@@ -34,9 +36,9 @@ logger = logging.getLogger(__name__)
 # stages before it to be served from the cache.
 STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(name="ingest", outputs=ingest_stage.TABLES, fn=adapters.ingest, code=(ingest_stage.ingest,)),
-    StageSpec(name="embed", outputs=("embeddings",), fn=adapters.embed, code=(tokenize_stage.embed_tools,)),
-    StageSpec(name="cousage", outputs=("cousage",), fn=adapters.cousage, code=(tokenize_stage.build_cousage,)),
-    StageSpec(name="codes", outputs=("codes",), fn=adapters.codes, code=(tokenize_stage.tokenize,)),
+    StageSpec(name="embed", outputs=("embeddings",), fn=adapters.embed, code=(embed_stage.embed_tools,)),
+    StageSpec(name="cousage", outputs=("cousage",), fn=adapters.cousage, code=(cousage_stage.build_cousage,)),
+    StageSpec(name="codes", outputs=("codes",), fn=adapters.codes, code=(codes_stage.build_codes,)),
     StageSpec(
         name="datasets",
         outputs=(datasets_stage.SFT_EXAMPLES,),

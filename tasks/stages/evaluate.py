@@ -202,7 +202,8 @@ def llm_codes(store: Store, config: EvaluateConfig, catalog: Sequence[str] = ())
 
 def _with_new_codes(store: Store, found: MethodCodes, missing: Sequence[str]) -> MethodCodes:
     """`found` plus codes for the `missing` tools that are in the store's `tools` table."""
-    from tasks.stages.tokenize import TokenizeConfig, assign_incremental, embed_tools
+    from tasks.stages.codes import TokenizeConfig, assign_incremental
+    from tasks.stages.embed import embed_tools
 
     embed = _embed_config(store, found.codes_version)
     embed_tools(store, embed)  # only docs without a vector are embedded
@@ -229,7 +230,7 @@ def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], e
     import numpy as np
     import pyarrow.compute as pc
 
-    from tasks.stages.tokenize import read_tools, tool_vectors
+    from tasks.stages.embed import read_tools, tool_vectors
     from toolweaver.codes import assign_new_codes, format_code, load_rqvae, parse_code
 
     tools = read_tools(store)

@@ -33,8 +33,9 @@ from typing import Any
 import pyarrow as pa
 
 from storage import SCHEMAS, Store, TableRef
+from storage.commit import Append, Snapshot
 from tasks.digests import sha256_json
-from tasks.stages.lifecycle import TOOL_EVENTS, changes_payload, record_changes
+from tasks.stages.lifecycle import TOOL_EVENTS, change_events, changes_payload, newest_events
 from toolweaver.ingest import parse_source
 from toolweaver.ingest.lifecycle import catalog_changes
 from toolweaver.ingest.merge import merge_qrels, merge_queries, merge_tools, merge_trajectories, variant_to_tool
@@ -75,24 +76,41 @@ def ingest(
     is replaced (tools it no longer documents are retired), not only those of the files read.
     Raises QuarantineError (before writing anything) when `strict` and a record was quarantined.
     """
-    stored = _read_stored(store)
-    result = parse_source(source, path, [(t.tool_name, t.api_name) for t in stored["tools"]])
-    rows, new_quarantine, repeats = _merge_with_store(stored, result, snapshot=snapshot)
-    reasons = Counter(q.reason for q in new_quarantine)
-    if strict and new_quarantine:
-        raise QuarantineError(
-            f"--strict: {len(new_quarantine)} quarantined record(s) in {path}: "
-            f"{dict(sorted(reasons.items()))}; nothing written"
-        )
-    inputs = [ref for ref in (store.latest(t) for t in TABLES) if ref is not None]
     config_hash = sha256_json({"stage": "ingest", "source": source})
-    # Events first: a crash before the tables are written repeats them on the next ingest
-    # (harmless) instead of losing them.
-    changes = catalog_changes(stored["tools"], rows["tools"])
-    events = record_changes(store, changes, result, path=path, snapshot=snapshot, run_id=run_id, inputs=inputs)
-    refs = {
-        t: store.write(t, to_arrow(t, rows[t]), run_id=run_id, config_hash=config_hash, inputs=inputs) for t in TABLES
-    }
+    parsed: dict[tuple[str, ...], ParseResult] = {}
+    state: dict[str, Any] = {}
+
+    def merge(snap: Snapshot) -> dict[str, pa.Table | Append]:
+        # Called again after a conflict: re-read what the other writer committed and
+        # re-merge (the parse is redone only when the catalog's names changed).
+        stored = _read_stored(snap)
+        names = [(t.tool_name, t.api_name) for t in stored["tools"]]
+        key = tuple(sorted(f"{n}\x00{a}" for n, a in names))
+        if key not in parsed:
+            parsed.clear()
+            parsed[key] = parse_source(source, path, names)
+        result = parsed[key]
+        rows, new_quarantine, repeats = _merge_with_store(stored, result, snapshot=snapshot)
+        changes = catalog_changes(stored["tools"], rows["tools"])
+        state.update(result=result, quarantine=new_quarantine, repeats=repeats, changes=changes)
+        if strict and new_quarantine:
+            reasons = Counter(q.reason for q in new_quarantine)
+            raise QuarantineError(
+                f"--strict: {len(new_quarantine)} quarantined record(s) in {path}: "
+                f"{dict(sorted(reasons.items()))}; nothing written"
+            )
+        out: dict[str, pa.Table | Append] = {t: to_arrow(t, rows[t]) for t in TABLES}
+        # The events commit with the tables they describe: one step, retried as one.
+        previous = newest_events(snap.read(TOOL_EVENTS))
+        out[TOOL_EVENTS] = Append(change_events(changes, result, previous, path=path, snapshot=snapshot, run_id=run_id))
+        return out
+
+    written = store.update([*TABLES, TOOL_EVENTS], merge, run_id=run_id, config_hash=config_hash)
+    refs = {t: written[t] for t in TABLES}
+    result, repeats, changes = state["result"], state["repeats"], state["changes"]
+    reasons = Counter(q.reason for q in state["quarantine"])
+    if changes:
+        log.info("tool events (%s): %s", source, changes.counts())
     summary = {
         "source": source,
         "path": None if path is None else str(path),
@@ -108,7 +126,7 @@ def ingest(
         "quarantine": dict(sorted(reasons.items())),
         "tables": {t: refs[t].rows for t in TABLES},
         "lifecycle": changes_payload(changes),
-        "refs": refs | ({TOOL_EVENTS: events} if events is not None else {}),
+        "refs": refs | ({TOOL_EVENTS: written[TOOL_EVENTS]} if changes else {}),
     }
     log.info("ingest %s: %s", source, json.dumps({k: v for k, v in summary.items() if k != "refs"}))
     return summary
@@ -198,5 +216,6 @@ def from_arrow(table: str, data: pa.Table) -> list[Any]:
     return [kind(*row) for row in zip(*columns, strict=True)]
 
 
-def _read_stored(store: Store) -> dict[str, list[Any]]:
-    return {t: from_arrow(t, store.read(t)) if store.exists(t) else [] for t in TABLES}
+def _read_stored(snapshot: Snapshot) -> dict[str, list[Any]]:
+    stored = {t: snapshot.read(t) for t in TABLES}
+    return {t: [] if rows is None else from_arrow(t, rows) for t, rows in stored.items()}

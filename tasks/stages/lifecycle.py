@@ -17,15 +17,14 @@ and its latest event says it is retired, which is what the rest of the pipeline 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from storage import SCHEMAS, Store, TableRef
-from tasks.digests import sha256_json
+from storage import SCHEMAS, Store
 from toolweaver.ingest.lifecycle import ADDED, CHANGED, RESTORED, RETIRED, CatalogChanges, ToolChange
 from toolweaver.ingest.records import ParseResult
 
@@ -40,9 +39,12 @@ PREVIEW_IDS = 50  # tool ids per kind carried in an event payload (counts are al
 
 def latest_events(store: Store) -> dict[str, dict[str, Any]]:
     """{tool_id: its newest `tool_events` row} (empty when nothing was recorded yet)."""
-    if not store.exists(TOOL_EVENTS):
-        return {}
-    rows = store.read(TOOL_EVENTS).to_pylist()
+    return newest_events(store.read(TOOL_EVENTS) if store.exists(TOOL_EVENTS) else None)
+
+
+def newest_events(events: pa.Table | None) -> dict[str, dict[str, Any]]:
+    """{tool_id: its newest row} of a `tool_events` table (None: no table yet)."""
+    rows = [] if events is None else events.to_pylist()
     # `recorded_at` orders events; the row order of one append breaks ties (one event per tool per ingest).
     newest: dict[str, dict[str, Any]] = {}
     for row in sorted(rows, key=lambda r: r["recorded_at"]):
@@ -77,36 +79,23 @@ def retired_since(store: Store, since: datetime) -> frozenset[str]:
     )
 
 
-def record_changes(
-    store: Store,
+def change_events(
     changes: CatalogChanges,
     result: ParseResult,
+    previous: Mapping[str, Mapping[str, Any]],
     *,
     path: Path | None,
     snapshot: bool,
     run_id: str | None = None,
-    inputs: Sequence[TableRef] = (),
-) -> TableRef | None:
-    """Append one `tool_events` row per change of one ingest; None when nothing changed."""
-    if not changes:
-        return None
-    previous = latest_events(store)
+) -> pa.Table:
+    """One `tool_events` row per change of one ingest (`previous`: each tool's newest event)."""
     quarantined = {q.locator: q.reason for q in result.quarantine}
     now = datetime.now(UTC)
     rows = [
         _event_row(c, previous.get(c.tool_id), quarantined, result.source, path, snapshot, run_id, now)
         for c in changes.all()
     ]
-    ref = store.write(
-        TOOL_EVENTS,
-        pa.Table.from_pylist(rows, schema=TOOL_EVENTS_SCHEMA),
-        mode="append",
-        run_id=run_id,
-        config_hash=sha256_json({"stage": "ingest", "source": result.source, "snapshot": snapshot}),
-        inputs=inputs,
-    )
-    logger.info("tool events (%s): %s", result.source, changes.counts())
-    return ref
+    return pa.Table.from_pylist(rows, schema=TOOL_EVENTS_SCHEMA)
 
 
 def _event_row(

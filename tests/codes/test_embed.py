@@ -136,7 +136,7 @@ def _write_tools(store: Any, rows: list[dict[str, str]]) -> None:
 def test_incremental_embedding_with_real_minilm(store_dir: Path, minilm: Any) -> None:
     """Re-run over an unchanged catalog embeds 0 docs; a changed doc is re-embedded alone."""
     from storage import Store
-    from tasks.stages.tokenize import embed_tools, read_tools, tool_vectors
+    from tasks.stages.embed import embed_tools, read_tools, tool_vectors
 
     store = Store(store_dir)
     rows = [
@@ -170,7 +170,7 @@ def test_incremental_embedding_with_real_minilm(store_dir: Path, minilm: Any) ->
 
 def test_other_template_is_a_new_key_and_embeds_everything(store_dir: Path) -> None:
     from storage import Store
-    from tasks.stages.tokenize import embed_tools
+    from tasks.stages.embed import embed_tools
 
     store = Store(store_dir)
     _write_tools(store, [_tool_row("A", "x", "first"), _tool_row("B", "y", "second")])
@@ -190,7 +190,7 @@ def test_other_template_is_a_new_key_and_embeds_everything(store_dir: Path) -> N
 
 def test_embedding_is_written_in_chunks_and_resumes(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure after the first chunk keeps that chunk; the re-run embeds only the rest."""
-    import tasks.stages.tokenize as stage
+    import tasks.stages.embed as stage
     from storage import Store
 
     monkeypatch.setattr(stage, "EMBED_WRITE_ROWS", 2)

@@ -13,13 +13,9 @@ import pyarrow as pa
 import pytest
 
 from storage import SCHEMAS, Store
-from tasks.stages.tokenize import (
-    TokenizeConfig,
-    build_cousage,
-    export_tokenizer_inputs,
-    latest_tokenizer,
-    tokenize,
-)
+from tasks.stages.codes import TokenizeConfig, latest_tokenizer
+from tasks.stages.cousage import build_cousage
+from tasks.stages.tokenize import export_tokenizer_inputs, tokenize
 from toolweaver.codes.embed import EmbedConfig
 
 # Small enough for a 2-core CPU in seconds; K=128 leaves 16k slots for ~2.5k tools.
@@ -171,7 +167,7 @@ def test_tokenize_then_500_new_tools_keeps_every_existing_code(
 
 # ----------------------------------------------------------------------------- export
 def test_export_round_trip(store_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.stages.tokenize as stage
+    import tasks.stages.embed as stage
 
     store = Store(store_dir)
     tools = [_tool("B", "y", "second"), _tool("A", "x", "first"), _tool("C", "z", "third")]

@@ -110,8 +110,8 @@ def tiny_profile(tmp_path_factory: pytest.TempPathFactory):
     """A profile for flow tests: real MiniLM embeddings, a tiny RQ-VAE, a 2-layer Llama
     built in code (saved as a model folder), 2 LoRA steps, BM25 + the tuned model."""
     from tasks.prefect.profiles import Profile
+    from tasks.stages.codes import TokenizeConfig
     from tasks.stages.finetune import FinetuneConfig
-    from tasks.stages.tokenize import TokenizeConfig
     from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
     from toolweaver.align.train import TrainConfig
     from toolweaver.codes.embed import EmbedConfig
@@ -177,8 +177,8 @@ def memorizing_profile(tmp_path_factory: pytest.TempPathFactory, one_api_tool_fi
     import torch
 
     from tasks.prefect.profiles import Profile
+    from tasks.stages.codes import TokenizeConfig
     from tasks.stages.finetune import FinetuneConfig
-    from tasks.stages.tokenize import TokenizeConfig
     from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
     from toolweaver.align.train import TrainConfig
     from toolweaver.codes.embed import EmbedConfig

@@ -75,3 +75,23 @@ def overwrite_worker(root: str, worker: int, writes: int, start, errors) -> None
 
 def store_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def merge_worker(root: str, worker: int, updates: int, start, errors) -> None:
+    """Read-modify-write `qrels` `updates` times, each adding one row to what it read."""
+    from storage.commit import Snapshot
+
+    try:
+        store = Store(root, run_id=f"m{worker}")
+        start.wait(30)
+        for j in range(updates):
+
+            def add_row(snapshot: Snapshot, j: int = j) -> dict[str, pa.Table]:
+                stored = snapshot.read("qrels")
+                ids = [] if stored is None else stored.column("query_id").to_pylist()
+                return {"qrels": qrels(sorted([*ids, f"m{worker}-{j}"]))}
+
+            store.update(["qrels"], add_row, attempts=50)
+    except BaseException as exc:  # reported to the parent, which fails the test
+        errors.put(f"worker {worker}: {exc!r}")
+        raise

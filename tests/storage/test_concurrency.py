@@ -76,7 +76,7 @@ _SLOW_WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import pyarrow as pa
-    import storage.store as st
+    import storage.commit as st
     from storage import SCHEMAS, Store
 
     root, marker, rows, delay_s = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])

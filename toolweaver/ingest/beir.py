@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from toolweaver.ingest.docs import build_tool
+from toolweaver.ingest.isolation import isolate, read_file
 from toolweaver.ingest.quarantine import (
+    FILE_MAX_BYTES,
     MISSING_FIELD,
     NON_UTF8,
     UNKNOWN_CORPUS_ID,
@@ -71,21 +73,30 @@ def parse(path: Path, source: str = "beir") -> ParseResult:
 
 def _parse_corpus(result: ParseResult, root: Path) -> dict[str, str]:
     """Parse corpus.jsonl into tool records; return corpus-id -> tool_id."""
-    result.files.add("corpus.jsonl")
     corpus: dict[str, str] = {}
-    for line, doc in decode_jsonl((root / "corpus.jsonl").read_bytes(), "corpus.jsonl", result):
+    for line, doc in _jsonl(result, root, "corpus.jsonl"):
         loc = f"corpus.jsonl#L{line}"
-        if not expect(doc, dict, loc, result):
-            continue
-        doc_id, text = doc.get("_id"), doc.get("text")
-        if doc_id is None or not isinstance(text, str):
-            result.reject(loc, MISSING_FIELD if doc_id is None or text is None else WRONG_TYPE, doc)
-            continue
-        record = build_tool(result, loc, **_doc_fields(str(doc_id), text, doc.get("title"), root.name))
-        if record is not None:
-            result.tools.append(record)
-            corpus[str(doc_id)] = record.tool_id
+        with isolate(result, loc):
+            _parse_doc(result, loc, doc, root.name, corpus)
     return corpus
+
+
+def _jsonl(result: ParseResult, root: Path, rel: str) -> list[tuple[int, Any]]:
+    raw = read_file(root / rel, rel, result, max_bytes=FILE_MAX_BYTES * 8)
+    return [] if raw is None else decode_jsonl(raw, rel, result)
+
+
+def _parse_doc(result: ParseResult, loc: str, doc: Any, dataset: str, corpus: dict[str, str]) -> None:
+    if not expect(doc, dict, loc, result):
+        return
+    doc_id, text = doc.get("_id"), doc.get("text")
+    if doc_id is None or not isinstance(text, str):
+        result.reject(loc, MISSING_FIELD if doc_id is None or text is None else WRONG_TYPE, doc)
+        return
+    record = build_tool(result, loc, **_doc_fields(str(doc_id), text, doc.get("title"), dataset))
+    if record is not None:
+        result.tools.append(record)
+        corpus[str(doc_id)] = record.tool_id
 
 
 def _doc_fields(doc_id: str, text: str, title: Any, dataset: str) -> dict[str, Any]:
@@ -106,7 +117,7 @@ def _json_or_text(text: str) -> Any:
     """ToolLens params are JSON lists; keep the raw text when one is not (never guess)."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return text
 
 
@@ -119,9 +130,9 @@ def _parse_qrels(
     seen_rows: set[tuple[str, str, str]] = set()
     for tsv in sorted((root / "qrels").glob("*.tsv")):
         rel = f"qrels/{tsv.name}"
-        result.files.add(rel)
         split = tsv.stem
-        for number, fields in _tsv_rows(result, rel, tsv.read_bytes()):
+        raw = read_file(tsv, rel, result, max_bytes=FILE_MAX_BYTES * 8)
+        for number, fields in [] if raw is None else _tsv_rows(result, rel, raw):
             loc = f"{rel}#L{number}"
             raw_qid, corpus_id, score = fields
             result.count("qrels_rows_read")
@@ -141,14 +152,25 @@ def _parse_qrels(
     return splits_of, pairs
 
 
-def _tsv_rows(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, list[str]]]:
+def _decoded_lines(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file (with or without a byte-order mark); when it
+    does not decode as a whole, line by line: each bad line is quarantined, not the file."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        result.reject(rel, NON_UTF8, f"{err}")
-        return []
+        return list(enumerate(raw.decode("utf-8-sig").splitlines(), start=1))
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            lines.append((number, line.decode("utf-8-sig" if number == 1 else "utf-8")))
+        except UnicodeDecodeError as err:
+            result.reject(f"{rel}#L{number}", NON_UTF8, f"{err}: {line[:200]!r}")
+    return lines
+
+
+def _tsv_rows(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, list[str]]]:
     rows: list[tuple[int, list[str]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in _decoded_lines(result, rel, raw):
         fields = line.split("\t")
         if number == 1 and fields[:2] == ["query-id", "corpus-id"]:
             continue  # the BEIR header
@@ -162,9 +184,8 @@ def _tsv_rows(result: ParseResult, rel: str, raw: bytes) -> list[tuple[int, list
 
 
 def _parse_queries(result: ParseResult, root: Path) -> dict[str, str]:
-    result.files.add("queries.jsonl")
     queries: dict[str, str] = {}
-    for line, item in decode_jsonl((root / "queries.jsonl").read_bytes(), "queries.jsonl", result):
+    for line, item in _jsonl(result, root, "queries.jsonl"):
         loc = f"queries.jsonl#L{line}"
         if not expect(item, dict, loc, result):
             continue

@@ -29,7 +29,8 @@ from typing import Any
 
 from toolweaver.ingest import names
 from toolweaver.ingest.docs import build_tool
-from toolweaver.ingest.quarantine import BAD_CALL, MISSING_FIELD, decode_jsonl, expect
+from toolweaver.ingest.isolation import isolate, read_file
+from toolweaver.ingest.quarantine import BAD_CALL, FILE_MAX_BYTES, MISSING_FIELD, decode_jsonl, expect
 from toolweaver.ingest.records import ParseResult, QrelRecord, QueryRecord, TrajectoryRecord, canonical_json
 
 SPLIT = "test"
@@ -71,9 +72,10 @@ def parse(path: Path | None = None, source: str = "bfcl") -> ParseResult:
     for doc_file in sorted((root / "multi_turn_func_doc").glob("*.json")):
         rel = f"multi_turn_func_doc/{doc_file.name}"
         for line, doc in _lines(result, root, rel):
-            _parse_function(result, f"{rel}#L{line}", doc, category=doc_file.stem)
+            with isolate(result, f"{rel}#L{line}"):
+                _parse_function(result, f"{rel}#L{line}", doc, category=doc_file.stem)
     for question_file in sorted(root.glob(f"{_PREFIX}*.json")):
-        if _is_single_document(question_file):
+        if _is_single_document(question_file, result):
             # e.g. BFCL_v4_format_sensitivity.json: one pretty-printed object of test-id
             # lists, not JSON-lines questions.
             result.count("non_question_files")
@@ -81,29 +83,32 @@ def parse(path: Path | None = None, source: str = "bfcl") -> ParseResult:
         category = question_file.stem.removeprefix(_PREFIX)
         answers = _answers(result, root, question_file.name)
         for line, item in _lines(result, root, question_file.name):
-            _parse_question(result, f"{question_file.name}#L{line}", item, category, answers)
+            with isolate(result, f"{question_file.name}#L{line}"):
+                _parse_question(result, f"{question_file.name}#L{line}", item, category, answers)
     return result
 
 
-def _is_single_document(path: Path) -> bool:
+def _is_single_document(path: Path, result: ParseResult) -> bool:
     """True for a pretty-printed JSON document (its first line alone is not JSON)."""
-    raw = path.read_bytes()
+    raw = read_file(path, path.name, result, max_bytes=FILE_MAX_BYTES * 8)
+    if raw is None:
+        return True  # refused or unreadable (quarantined): not read as questions either
     first = raw.lstrip().split(b"\n", 1)[0]
     try:
         json.loads(first)
         return False  # JSON lines
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         pass
     try:
         json.loads(raw)
         return True
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return False  # broken JSON lines: the line reader quarantines each bad line
 
 
 def _lines(result: ParseResult, root: Path, rel: str) -> list[tuple[int, Any]]:
-    result.files.add(rel)
-    return decode_jsonl((root / rel).read_bytes(), rel, result)
+    raw = read_file(root / rel, rel, result, max_bytes=FILE_MAX_BYTES * 8)
+    return [] if raw is None else decode_jsonl(raw, rel, result)
 
 
 def _answers(result: ParseResult, root: Path, name: str) -> dict[str, list[Any]]:
@@ -113,8 +118,11 @@ def _answers(result: ParseResult, root: Path, name: str) -> dict[str, list[Any]]
     out: dict[str, list[Any]] = {}
     for line, item in _lines(result, root, rel):
         loc = f"{rel}#L{line}"
-        if expect(item, dict, loc, result) and expect(item.get("ground_truth"), list, f"{loc}.ground_truth", result):
-            out[str(item.get("id"))] = item["ground_truth"]
+        with isolate(result, loc):
+            if expect(item, dict, loc, result) and expect(
+                item.get("ground_truth"), list, f"{loc}.ground_truth", result
+            ):
+                out[str(item.get("id"))] = item["ground_truth"]
     return out
 
 

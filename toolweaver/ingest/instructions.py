@@ -16,6 +16,7 @@ from typing import Any
 
 from toolweaver.ingest import names
 from toolweaver.ingest.docs import build_tool
+from toolweaver.ingest.isolation import isolate
 from toolweaver.ingest.quarantine import MISSING_FIELD, expect
 from toolweaver.ingest.records import ParseResult, QrelRecord, QueryRecord
 
@@ -25,7 +26,8 @@ def parse_instruction_file(result: ParseResult, rel: str, data: Any, *, group: s
         return
     result.count("instruction_files")
     for index, item in enumerate(data):
-        _parse_query(result, f"{rel}#{index}", item, group=group, split=split)
+        with isolate(result, f"{rel}#{index}"):
+            _parse_query(result, f"{rel}#{index}", item, group=group, split=split)
 
 
 def _parse_query(result: ParseResult, loc: str, item: Any, *, group: str, split: str) -> None:

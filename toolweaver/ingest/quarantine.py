@@ -26,6 +26,11 @@ UNKNOWN_CORPUS_ID: Final = "unknown_corpus_id"
 UNKNOWN_QUERY_ID: Final = "unknown_query_id"
 BAD_CALL: Final = "unparseable_call"
 UNKNOWN_TOOL: Final = "qrel_unknown_tool"
+# Per-unit isolation (isolation.isolate): what an exception inside one file/record means.
+TOO_DEEP: Final = "too_deep"
+OUT_OF_MEMORY: Final = "out_of_memory"
+UNREADABLE: Final = "unreadable_file"
+PARSE_ERROR: Final = "parse_error"
 # Name problems come from names.name_problem: nul_in_name, control_char_in_name,
 # path_traversal_name, separator_in_name, name_too_long (plus missing_name, wrong_type).
 
@@ -37,12 +42,13 @@ DOC_MAX_CHARS: Final = 200_000
 
 
 def decode_json(raw: bytes, locator: str, result: ParseResult) -> Any | None:
-    """Parse one JSON document from bytes; on failure quarantine it and return None."""
+    """Parse one JSON document from bytes (UTF-8, with or without a byte-order mark);
+    on failure quarantine it and return None."""
     if len(raw) > FILE_MAX_BYTES:
         result.reject(locator, FILE_TOO_LARGE, raw[:200])
         return None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         result.reject(locator, NON_UTF8, f"{err}: {raw[max(0, err.start - 80) : err.start + 80]!r}")
         return None
@@ -50,6 +56,10 @@ def decode_json(raw: bytes, locator: str, result: ParseResult) -> Any | None:
         return json.loads(text)
     except json.JSONDecodeError as err:
         result.reject(locator, INVALID_JSON, f"{err.msg} at {err.pos}: {text[max(0, err.pos - 200) : err.pos + 100]}")
+        return None
+    except RecursionError:
+        # e.g. 50,000 nested arrays: the decoder's recursion limit, not a crash.
+        result.reject(locator, TOO_DEEP, f"JSON nested deeper than the decoder allows: {text[:200]}")
         return None
 
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from toolweaver.ingest import names
 from toolweaver.ingest.docs import build_tool
-from toolweaver.ingest.files import iter_files
 from toolweaver.ingest.instructions import parse_instruction_file
+from toolweaver.ingest.isolation import isolate, read_files
 from toolweaver.ingest.quarantine import (
     AMBIGUOUS_CALL,
     MISSING_FIELD,
@@ -56,24 +56,29 @@ def parse(path: Any, catalog: Iterable[tuple[str, str]] = (), source: str = "too
     """
     result = ParseResult(source)
     answers: list[tuple[str, dict[str, Any]]] = []
-    for rel, raw in iter_files(path):
-        result.files.add(rel)
-        data = decode_json(raw, rel, result)
-        if data is None:
-            continue
-        if isinstance(data, list):
-            group = _strip_suffix(PurePosixPath(rel).stem, "_query")
-            parse_instruction_file(result, rel, data, group=group, split=SPLIT)
-        elif isinstance(data, dict) and "answer_generation" in data:
-            answers.append((rel, data))  # resolved once every tool of this ingest is known
-        elif isinstance(data, dict) and "api_list" in data:
-            _parse_tool_file(result, rel, data)
-        else:
-            result.reject(rel, WRONG_TYPE, "not a ToolBench tool, instruction or answer file: " + str(data)[:300])
+    for rel, raw in read_files(path, result):
+        with isolate(result, rel):
+            _parse_file(result, rel, raw, answers)
     index = function_index([*catalog, *((t.tool_name, t.api_name) for t in result.tools)])
     for rel, data in answers:
-        _parse_answer_file(result, rel, data, index)
+        with isolate(result, rel):
+            _parse_answer_file(result, rel, data, index)
     return result
+
+
+def _parse_file(result: ParseResult, rel: str, raw: bytes, answers: list[tuple[str, dict[str, Any]]]) -> None:
+    data = decode_json(raw, rel, result)
+    if data is None:
+        return
+    if isinstance(data, list):
+        group = _strip_suffix(PurePosixPath(rel).stem, "_query")
+        parse_instruction_file(result, rel, data, group=group, split=SPLIT)
+    elif isinstance(data, dict) and "answer_generation" in data:
+        answers.append((rel, data))  # resolved once every tool of this ingest is known
+    elif isinstance(data, dict) and "api_list" in data:
+        _parse_tool_file(result, rel, data)
+    else:
+        result.reject(rel, WRONG_TYPE, "not a ToolBench tool, instruction or answer file: " + str(data)[:300])
 
 
 def function_index(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
@@ -95,26 +100,31 @@ def _parse_tool_file(result: ParseResult, rel: str, data: dict[str, Any]) -> Non
     for index, api in enumerate(apis):
         loc = f"{rel}#api_list[{index}]"
         result.count("api_entries")
-        if not expect(api, dict, loc, result):
-            continue
-        required = api.get("required_parameters", [])
-        optional = api.get("optional_parameters", [])
-        if not (
-            expect(required, list, f"{loc}.required_parameters", result)
-            and expect(optional, list, f"{loc}.optional_parameters", result)
-        ):
-            continue
-        record = build_tool(
-            result,
-            loc,
-            tool_name=tool_name,
-            api_name=api.get("name"),
-            category=category,
-            description=api.get("description"),
-            parameters={"required": required, "optional": optional},
-        )
-        if record is not None:
-            result.tools.append(record)
+        with isolate(result, loc):
+            _parse_tool_api(result, loc, api, tool_name, category)
+
+
+def _parse_tool_api(result: ParseResult, loc: str, api: Any, tool_name: Any, category: str) -> None:
+    if not expect(api, dict, loc, result):
+        return
+    required = api.get("required_parameters", [])
+    optional = api.get("optional_parameters", [])
+    if not (
+        expect(required, list, f"{loc}.required_parameters", result)
+        and expect(optional, list, f"{loc}.optional_parameters", result)
+    ):
+        return
+    record = build_tool(
+        result,
+        loc,
+        tool_name=tool_name,
+        api_name=api.get("name"),
+        category=category,
+        description=api.get("description"),
+        parameters={"required": required, "optional": optional},
+    )
+    if record is not None:
+        result.tools.append(record)
 
 
 def _parse_answer_file(result: ParseResult, rel: str, data: dict[str, Any], index: dict[str, frozenset[str]]) -> None:

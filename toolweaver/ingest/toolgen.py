@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from toolweaver.ingest import names
-from toolweaver.ingest.files import iter_files
+from toolweaver.ingest.isolation import isolate, read_files
 from toolweaver.ingest.quarantine import MISSING_FIELD, decode_json, decode_jsonl, expect
 from toolweaver.ingest.records import ParseResult, QrelRecord, QueryRecord
 
@@ -31,11 +31,14 @@ TOOL_TOKEN = re.compile(r"<<([^<>]*?)&&([^<>]*?)>>")
 
 def parse(path: Path, source: str = "toolgen") -> ParseResult:
     result = ParseResult(source)
-    for rel, raw in iter_files(path, suffixes=(".json", ".jsonl")):
-        result.files.add(rel)
+    for rel, raw in read_files(path, result, suffixes=(".json", ".jsonl")):
         group = PurePosixPath(rel).stem
-        for index, example in _examples(result, rel, raw):
-            _parse_example(result, f"{rel}#{index}", example, group=group, raw_id=str(index))
+        examples: list[tuple[int, Any]] = []  # stays empty when the file itself fails
+        with isolate(result, rel):
+            examples = _examples(result, rel, raw)
+        for index, example in examples:
+            with isolate(result, f"{rel}#{index}"):
+                _parse_example(result, f"{rel}#{index}", example, group=group, raw_id=str(index))
     return result
 
 
