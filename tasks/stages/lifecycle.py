@@ -16,7 +16,6 @@ and its latest event says it is retired, which is what the rest of the pipeline 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +26,6 @@ import pyarrow as pa
 from storage import SCHEMAS, Store
 from toolweaver.ingest.lifecycle import ADDED, CHANGED, RESTORED, RETIRED, CatalogChanges, ToolChange
 from toolweaver.ingest.records import ParseResult
-
-logger = logging.getLogger(__name__)
 
 Row = TypeVar("Row", bound=Mapping[str, Any])
 
