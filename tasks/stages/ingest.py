@@ -126,7 +126,7 @@ def ingest(
         "quarantine": dict(sorted(reasons.items())),
         "tables": {t: refs[t].rows for t in TABLES},
         "lifecycle": changes_payload(changes),
-        "refs": refs | ({TOOL_EVENTS: written[TOOL_EVENTS]} if changes else {}),
+        "refs": refs | {TOOL_EVENTS: written[TOOL_EVENTS]},
     }
     log.info("ingest %s: %s", source, json.dumps({k: v for k, v in summary.items() if k != "refs"}))
     return summary
