@@ -63,6 +63,20 @@ def _write_calls(tree: ast.Module) -> list[tuple[ast.Call, dict[str, str]]]:
     return calls
 
 
+def _listed_names(node: ast.List | ast.Tuple, constants: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """Table names of `["a", NAME, *NAMES]` (strings, or module constants), None when unknown."""
+    names: list[str] = []
+    for element in node.elts:
+        inner = element.value if isinstance(element, ast.Starred) else element
+        if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+            names.append(inner.value)
+        elif isinstance(inner, ast.Name) and inner.id in constants:
+            names.extend(constants[inner.id])
+        else:
+            return None
+    return tuple(names)
+
+
 def written_tables() -> dict[str, list[str]]:
     """table -> the `file:line`s of the `<store>.write(table, ...)` calls in tasks/ and storage/."""
     files = sorted([*(ROOT / "tasks").rglob("*.py"), *(ROOT / "storage").rglob("*.py")])
@@ -78,10 +92,8 @@ def written_tables() -> dict[str, list[str]]:
             first, where = node.args[0], f"{path.relative_to(ROOT)}:{node.lineno}"
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 names: tuple[str, ...] = (first.value,)
-            elif isinstance(first, ast.List | ast.Tuple) and all(
-                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in first.elts
-            ):
-                names = tuple(e.value for e in first.elts)  # type: ignore[attr-defined]
+            elif isinstance(first, ast.List | ast.Tuple) and (listed := _listed_names(first, constants)) is not None:
+                names = listed
             elif isinstance(first, ast.Name) and first.id in constants:
                 names = constants[first.id]
             elif isinstance(first, ast.Name) and loops.get(first.id) in constants:
