@@ -125,6 +125,11 @@ class Snapshot:
         return [r for r in (self.store.ref_at(t, v) for t, v in sorted(self.versions.items())) if r is not None]
 
 
+def take_snapshot(store: Store, tables: Sequence[str]) -> Snapshot:
+    """Pin the current version of each of `tables` (what a read-modify-write computes from)."""
+    return Snapshot(store, {t: current_version(store.table_path(t)) for t in tables})
+
+
 @dataclass(frozen=True)
 class Append:
     """`update` output that appends `data` (instead of replacing the table with it)."""
@@ -156,7 +161,7 @@ def update(
         raise ValueError(f"attempts must be >= 1, got {attempts}")
     last: WriteConflict | None = None
     for attempt in range(1, attempts + 1):
-        snapshot = Snapshot(store, {t: current_version(store.table_path(t)) for t in tables})
+        snapshot = take_snapshot(store, tables)
         outputs = compute(snapshot)
         unknown = sorted(set(outputs) - set(tables))
         if unknown:
@@ -188,6 +193,7 @@ def _commit_all(
         refs = {}
         for table in sorted(outputs):
             out = outputs[table]
-            data, mode = (out.data, "append") if isinstance(out, Append) else (out, "overwrite")
+            mode: WriteMode = "append" if isinstance(out, Append) else "overwrite"
+            data = out.data if isinstance(out, Append) else out
             refs[table] = store.write(table, data, mode=mode, read_version=snapshot.versions[table], **args)
         return refs

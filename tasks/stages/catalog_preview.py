@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from storage import Store
-from tasks.stages.ingest import _merge_with_store, _read_stored
+from storage.commit import take_snapshot
+from tasks.stages.ingest import TABLES, _merge_with_store, _read_stored
 from toolweaver.ingest import parse_source
 from toolweaver.ingest.lifecycle import CatalogChanges, catalog_changes
 
 
 def preview_changes(store: Store, sources: Sequence[tuple[str, Path | None, bool]]) -> CatalogChanges:
     """The catalog changes of ingesting `(source, path, snapshot)`s one after the other."""
-    stored = _read_stored(store)
+    stored = _read_stored(take_snapshot(store, TABLES))
     before = stored["tools"]
     for source, path, snapshot in sources:
         result = parse_source(source, path, [(t.tool_name, t.api_name) for t in stored["tools"]])
