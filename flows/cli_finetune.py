@@ -66,7 +66,7 @@ def finetune(
         typer.Option(
             "--vocab-init",
             help="Init of the new token rows: random, mean or codebook (RQ-VAE codebooks; codes only). "
-            "Default: the config's (random).",
+            "Default: codebook for codes, random for atomic tokens.",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",

@@ -66,10 +66,16 @@ def test_memorization_bench_scores_a_memorized_checkpoint_one(tmp_path: Path) ->
 
     torch.set_num_threads(1)
     store, base = _store_with_inputs(tmp_path)
-    config = FinetuneConfig(model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "batch_size": 4}))
+    random_rows = {"init": "random"}  # the store's codes are written by hand: no RQ-VAE codebooks
+    config = FinetuneConfig(
+        model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "batch_size": 4}), vocab=random_rows
+    )
     (memo,) = finetune(store, config, run_id="mem")
     undertrained = FinetuneConfig(
-        model=base, stages=("memorization",), train=TrainConfig(**{**MEMORIZE, "epochs": 1, "lr": 1e-6})
+        model=base,
+        stages=("memorization",),
+        train=TrainConfig(**{**MEMORIZE, "epochs": 1, "lr": 1e-6}),
+        vocab=random_rows,
     )
     (weak,) = finetune(store, undertrained, run_id="weak")
     bench = _load_bench("memorization")
