@@ -94,3 +94,31 @@ def test_memorization_bench_scores_a_memorized_checkpoint_one(tmp_path: Path) ->
     assert next((r["checkpoint"], r["tools"], r["hits"]) for r in rows) == (memo.checkpoint_id, N_TOOLS, N_TOOLS)
     assert rows[1]["hits"] < N_TOOLS / 2  # random code rows: about chance (1 / 12)
     assert rows == json.loads((tmp_path / "mem.json").read_text())
+
+
+def test_finetune_bench_reports_time_to_target_row(tmp_path: Path) -> None:
+    """A short smoke run on real ToolLens with a tiny model: 2 memorization steps checked at
+    every step against an unreachable target (1.0), so the stage runs to its cap and the
+    row says the target was not reached; the row's figures are the report's."""
+    import torch
+
+    from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
+
+    toollens = Path(__file__).resolve().parents[2] / "shared" / "data" / "toollens"
+    if not (toollens / "corpus.jsonl").is_file():
+        pytest.skip(f"{toollens} is absent (see README: Data)")
+    torch.set_num_threads(1)
+    tokenizer = tiny_tokenizer((toollens / "corpus.jsonl").read_text().splitlines(), max_words=3000)
+    tiny_llama(len(tokenizer), seed=0).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    bench = _load_bench("finetune")
+    argv = ["--model", str(tmp_path / "base"), "--device", "cpu", "--mem-max-steps", "2", "--ret-max-steps", "1"]
+    argv += ["--train-queries", "8", "--val-queries", "3", "--mem-eval", "5", "--plain-steps", "0", "--target", "1"]
+    argv += ["--check-every", "1", "--check-tools", "4", "--batch-size", "4", "--label", "smoke"]
+    report = bench.main(argv)
+    mem = report["memorization"]
+    assert (mem["steps"], mem["stopped_early"], mem["time_to_target_s"]) == (2, False, None)
+    assert mem["epochs"] == 2 / 116  # 464 tools in batches of 4
+    assert mem["check_exact_match"] is not None and mem["check_s"] > 0
+    row = bench.table_row(report, "smoke").split("|")
+    assert [c.strip() for c in row[1:5]] == ["smoke", "464", "not reached", "2"]

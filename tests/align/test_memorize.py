@@ -159,3 +159,12 @@ def test_finetune_defaults_to_codebook_code_rows_and_random_atomic_rows() -> Non
     with pytest.raises(ValueError, match="needs code levels"):
         FinetuneConfig(tokens="atomic", vocab={"init": "codebook"})
     assert TrainConfig().target == 0.98 and TrainConfig().check_tools == 200
+
+
+def test_lora_layers_puts_adapters_on_the_last_layers_only() -> None:
+    tiny = tiny_setup(n_tools=4)
+    model = prepare_model(tiny.model, tiny.new_ids, TrainConfig(lora_layers=1, lora_r=2))
+    adapted = {n.split("layers.")[1].split(".")[0] for n, _ in model.named_parameters() if "lora_A" in n}
+    assert adapted == {"1"}  # of layers 0 and 1
+    with pytest.raises(ValueError, match="has 2 decoder layers"):
+        prepare_model(tiny_setup(n_tools=4).model, [], TrainConfig(lora_layers=3))

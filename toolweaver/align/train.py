@@ -68,6 +68,8 @@ class TrainConfig(BaseModel):
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    # LoRA on the last `lora_layers` decoder layers only (None: every layer); less to train.
+    lora_layers: int | None = Field(default=None, ge=1)
     train_new_tokens: bool = True
     save_every: int = Field(default=0, ge=0)  # optimizer steps between checkpoints; 0 = only the final one
     keep_last: int = Field(default=2, ge=1)  # checkpoints kept per stage (the final one always)
@@ -165,6 +167,7 @@ def prepare_model(model: torch.nn.Module, new_token_ids: Sequence[int], config: 
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_targets),
+        layers_to_transform=_last_layers(model, config.lora_layers),
         trainable_token_indices=(
             new_token_targets(model, new_token_ids) if config.train_new_tokens and new_token_ids else None
         ),
@@ -175,6 +178,16 @@ def prepare_model(model: torch.nn.Module, new_token_ids: Sequence[int], config: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return get_peft_model(model, lora)
+
+
+def _last_layers(model: torch.nn.Module, n: int | None) -> list[int] | None:
+    """Indices of the last `n` decoder layers (None: all layers)."""
+    if n is None:
+        return None
+    total = int(model.config.num_hidden_layers)
+    if n > total:
+        raise ValueError(f"lora_layers={n} but the model has {total} decoder layers")
+    return list(range(total - n, total))
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
