@@ -122,3 +122,32 @@ def test_finetune_bench_reports_time_to_target_row(tmp_path: Path) -> None:
     assert mem["check_exact_match"] is not None and mem["check_s"] > 0
     row = bench.table_row(report, "smoke").split("|")
     assert [c.strip() for c in row[1:5]] == ["smoke", "464", "not reached", "2"]
+
+
+def test_catalog_draw_holds_every_anchor_and_a_seeded_disjoint_sample() -> None:
+    """The 10k catalog rule on known sets: all anchors, size - anchors pool keys that are not
+    anchors, the same draw for the same seed whatever the input order, another for another seed."""
+    import random
+
+    catalog = _load_bench("catalog")
+    anchors = [f"stb{i}&&a" for i in range(30)]
+    pool = [f"env{i}&&a" for i in range(200)] + anchors[:10]  # the pool overlaps the anchors
+    keys = catalog.draw_catalog(anchors, pool, 100, seed=0)
+    assert len(keys) == len(set(keys)) == 100 and set(anchors) <= set(keys)
+    assert len(set(keys) - set(anchors)) == 70 and set(keys) - set(anchors) <= set(pool) - set(anchors)
+    shuffled = random.Random(1).sample(pool, len(pool))
+    assert catalog.draw_catalog(reversed(anchors), shuffled, 100, seed=0) == keys
+    assert catalog.draw_catalog(anchors, pool, 100, seed=1) != keys
+    assert len(catalog.draw_catalog(anchors, pool, -1, seed=0)) == 230  # every tool
+    with pytest.raises(ValueError, match="only 200 are not anchors"):
+        catalog.draw_catalog(anchors, pool, 231, seed=0)
+    with pytest.raises(ValueError, match="smaller than the 30 anchor"):
+        catalog.draw_catalog(anchors, pool, 29, seed=0)
+
+
+def test_catalog_tool_file_subset_keeps_only_drawn_apis() -> None:
+    catalog = _load_bench("catalog")
+    data = {"tool_name": "T", "api_list": [{"name": "a"}, {"name": "b"}, "junk"]}
+    assert catalog.tool_file_subset(data, {"T&&b"}) == {"tool_name": "T", "api_list": [{"name": "b"}]}
+    assert catalog.tool_file_subset({"name": "T", "api_list": [{"name": "a"}]}, {"T&&a"})["api_list"] == [{"name": "a"}]
+    assert catalog.tool_file_subset(data, {"U&&a"}) is None
