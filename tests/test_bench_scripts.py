@@ -151,3 +151,34 @@ def test_catalog_tool_file_subset_keeps_only_drawn_apis() -> None:
     assert catalog.tool_file_subset(data, {"T&&b"}) == {"tool_name": "T", "api_list": [{"name": "b"}]}
     assert catalog.tool_file_subset({"name": "T", "api_list": [{"name": "a"}]}, {"T&&a"})["api_list"] == [{"name": "a"}]
     assert catalog.tool_file_subset(data, {"U&&a"}) is None
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_prints_every_part_ok(tmp_path: Path) -> None:
+    """bench/gpu_check.sh --dry-run: every part at tiny scale on CPU, each under its limit, and
+    one table whose projection follows from the measured fine-tuning rate (~2 min on 2 cores)."""
+    import json
+    import os
+
+    done = subprocess.run(
+        [str(BENCH / "gpu_check.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    status = {r.split("|")[1].strip(): r.split("|")[2].strip() for r in rows[2:]}
+    assert status == {
+        "LoRA fine-tuning, SmolLM2-shaped (bf16 on CUDA)": "ok",
+        "constrained decoding, top-5": "ok",
+        "RQ-VAE + codes (bench/tokenize.py)": "ok",
+        "PROJECTION: 47k memorization": "from the measured rate",
+    }
+    finetune = json.loads((tmp_path / "finetune.json").read_text())
+    gpu_check = _load_bench("gpu_check")
+    minutes = gpu_check.projection(finetune, 46_892, 4.0)["total_s"] / 60
+    assert f"| {minutes:.0f} min |" in rows[-1]
+    assert minutes == pytest.approx(46_892 * 60 * 4 / finetune["tokens_per_s"] / 60)
