@@ -86,24 +86,26 @@ class FinetuneConfig(BaseModel):
     per_stage: dict[Stage, dict[str, object]] = {}
     # `codebook` (RQ-VAE codebooks projected into the embedding space) by default: on ToolLens
     # it memorises faster and retrieves better than the paper's `random` (docs/results.md).
-    # Atomic tokens have no code levels: their default is `random`.
+    # Atomic tokens have no code levels: their default is `random` (see the validator).
     vocab: VocabConfig = VocabConfig(init="codebook")
     split: str = "train"
     tokens: TokenScheme = "codes"
 
     @model_validator(mode="before")
     @classmethod
-    def _atomic_default_init(cls, data: object) -> object:
-        """With tokens='atomic' and no init given, the new rows start `random`."""
-        if not isinstance(data, dict) or data.get("tokens") != "atomic":
+    def _default_init_for_tokens(cls, data: object) -> object:
+        """A vocab given without `init` takes the scheme's default: `codebook` for codes,
+        `random` for atomic tokens (so `vocab={"seed": 1}` does not fall back to VocabConfig's)."""
+        if not isinstance(data, dict):
             return data
+        init = "random" if data.get("tokens") == "atomic" else "codebook"
         vocab = data.get("vocab")
         if vocab is None:
-            return {**data, "vocab": VocabConfig(init="random")}
+            return {**data, "vocab": VocabConfig(init=init)}
         if isinstance(vocab, dict) and "init" not in vocab:
-            return {**data, "vocab": {**vocab, "init": "random"}}
+            return {**data, "vocab": {**vocab, "init": init}}
         if isinstance(vocab, VocabConfig) and "init" not in vocab.model_fields_set:
-            return {**data, "vocab": vocab.model_copy(update={"init": "random"})}
+            return {**data, "vocab": vocab.model_copy(update={"init": init})}
         return data
 
     @model_validator(mode="after")

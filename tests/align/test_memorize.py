@@ -16,6 +16,7 @@ from toolweaver.align.collate import encode_all
 from toolweaver.align.memorize import exact_match, memorization_probe
 from toolweaver.align.models import load_checkpoint, read_checkpoint_meta
 from toolweaver.align.train import TrainConfig, prepare_model, read_trainer_state, train
+from toolweaver.align.vocab import VocabConfig
 
 N_TOOLS = 20  # batch 10 -> 2 steps per epoch
 TARGET, EVERY = 0.9, 4
@@ -153,6 +154,9 @@ def test_an_interrupted_run_resumes_exactly_and_stops_at_the_same_step(tmp_path:
 
 def test_finetune_defaults_to_codebook_code_rows_and_random_atomic_rows() -> None:
     assert FinetuneConfig().vocab.init == "codebook"
+    assert FinetuneConfig(vocab={}).vocab.init == "codebook"  # what the CLI passes without --vocab-init
+    assert FinetuneConfig(vocab=VocabConfig(seed=2)).vocab.init == "codebook"
+    assert FinetuneConfig(vocab={"init": "random"}).vocab.init == "random"
     assert FinetuneConfig(tokens="atomic").vocab.init == "random"
     assert FinetuneConfig(tokens="atomic", vocab={"seed": 3}).vocab.init == "random"
     assert FinetuneConfig(tokens="atomic", vocab={"init": "mean"}).vocab.init == "mean"
