@@ -22,8 +22,10 @@ Inputs are plain files, so a GPU machine with only torch/transformers/peft/safet
 (tools sorted by name, index written in base K; not RQ-VAE codes) and the output says so.
 
 Examples use the project's builders (`toolweaver.align.datasets`): memorization = tool doc ->
-its code; retrieval = query -> the codes of its relevant tools (sorted by tool id). A random
-part of ToolLens train (`--val-queries`, seeded) is held out and never trained on.
+its code; retrieval = query -> the codes of its relevant tools (sorted by tool id). The
+held-out queries are the pipeline's (`toolweaver.align.splits`: the 1,675 ToolLens queries of
+split `validation`, which `evaluate` and the recipes score); `--val-queries N` scores a
+fixed sample of N of them (-1: all), the same for every `--seed`. They are never trained on.
 
 Also times a plain transformers loop (`model(**batch).loss.backward(); optimizer.step()`,
 right padding, full logits) on the same batches as ours, on copies of the same model.
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device", default="auto")
     p.add_argument("--train-queries", type=int, default=2000, help="retrieval training queries (-1: all not held out)")
-    p.add_argument("--val-queries", type=int, default=200, help="held-out validation queries")
+    p.add_argument("--val-queries", type=int, default=200, help="held-out queries scored (-1: all 1,675)")
     p.add_argument(
         "--mem-epochs",
         type=int,
@@ -190,9 +192,16 @@ def standin_codes(tools: dict[str, dict], k: int) -> dict[str, str]:
 
 
 def split_queries(qrels: dict, n_val: int, n_train: int, seed: int) -> tuple[list[str], list[str]]:
-    ids = sorted(qrels)
-    random.Random(seed).shuffle(ids)
-    val, rest = ids[:n_val], ids[n_val:]
+    """(held-out ids scored, training ids): the pipeline's split of ToolLens (store query ids
+    `beir/train/<id>`); a fixed sample of `n_val` held-out ids (-1: all), and `n_train` of the
+    rest drawn with `seed` (-1: all)."""
+    from toolweaver.align.splits import SplitConfig, assign_split
+
+    split = SplitConfig()
+    held = sorted(q for q in qrels if assign_split(f"beir/train/{q}", "train", split) != "train")
+    rest = sorted(set(qrels) - set(held))
+    val = held if n_val < 0 else sorted(random.Random(0).sample(held, min(n_val, len(held))))
+    random.Random(seed).shuffle(rest)
     return val, rest if n_train < 0 else rest[:n_train]
 
 

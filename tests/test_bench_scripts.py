@@ -182,3 +182,19 @@ def test_gpu_check_dry_run_prints_every_part_ok(tmp_path: Path) -> None:
     minutes = gpu_check.projection(finetune, 46_892, 4.0)["total_s"] / 60
     assert f"| {minutes:.0f} min |" in rows[-1]
     assert minutes == pytest.approx(46_892 * 60 * 4 / finetune["tokens_per_s"] / 60)
+
+
+def test_finetune_bench_holds_out_the_pipelines_toollens_split() -> None:
+    """Known answer: the pipeline's split holds out 1,675 of ToolLens's 16,893 training queries
+    (the queries `evaluate` and the recipes score); the scored sample does not move with --seed."""
+    toollens = Path(__file__).resolve().parents[2] / "shared" / "data" / "toollens"
+    if not (toollens / "qrels" / "train.tsv").is_file():
+        pytest.skip(f"{toollens} is absent (see README: Data)")
+    bench = _load_bench("finetune")
+    _, _, qrels = bench.read_toollens(toollens)
+    held, train = bench.split_queries(qrels, -1, -1, seed=0)
+    assert (len(held), len(train)) == (1675, 15218) and not set(held) & set(train)
+    sample0, train0 = bench.split_queries(qrels, 200, 2000, seed=0)
+    sample1, train1 = bench.split_queries(qrels, 200, 2000, seed=1)
+    assert sample0 == sample1 and set(sample0) <= set(held) and len(sample0) == 200
+    assert train0 != train1 and len(train1) == 2000 and set(train1) <= set(train)
