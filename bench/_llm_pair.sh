@@ -14,6 +14,7 @@ LR=${LR:-2e-3}
 LORA_R=${LORA_R:-16}
 MAX_LENGTH=${MAX_LENGTH:-160}
 TW=${TOOLWEAVER:-$(command -v toolweaver || echo .venv/bin/toolweaver)}
+PY=${PYTHON:-$(dirname "$TW")/python}  # the toolweaver command's interpreter, for bench/*.py
 FINETUNE_COMMON=(--store "$STORE" --model "$MODEL" --device "$DEVICE" --batch-size "$BATCH" --lr "$LR"
                  --lora-r "$LORA_R" --max-length "$MAX_LENGTH" --save-every "$SAVE_EVERY")
 

@@ -24,12 +24,13 @@ CODES_INIT=${CODES_INIT:-codebook}
 METHODS=${METHODS:-bm25,dense,toolretriever,atomic,toolweaver}
 RETRIEVAL=${RETRIEVAL:-none}   # none | toollens
 RET_QUERIES=${RET_QUERIES:-15218}
+DATASET=${DATASET:-stabletoolbench}   # or stabletoolbench/GROUP: one query group
 
 source "$(dirname "$0")/_llm_pair.sh"
 HERE=$(dirname "$0")
 
 mkdir -p "$OUT"
-step catalog .venv/bin/python "$HERE/catalog.py" --size "$SIZE" --seed "$SEED" --out "$STORE/catalog" >&2
+step catalog "$PY" "$HERE/catalog.py" --size "$SIZE" --seed "$SEED" --out "$STORE/catalog" >&2
 step ingest-stb "$TW" ingest --store "$STORE" --source stabletoolbench --path "$STB" >&2
 step ingest-toolenv "$TW" ingest --store "$STORE" --source toolbench --path "$STORE/catalog/toolenv" >&2
 STAGES=(--stage memorization)
@@ -45,6 +46,6 @@ if [ "$RETRIEVAL" = toollens ]; then
   TW_CKPT=$(train_timed toolweaver-retrieval train_retrieval_from codes "$TW_CKPT")
   AT_CKPT=$(train_timed atomic-retrieval train_retrieval_from atomic "$AT_CKPT")
 fi
-step evaluate "$TW" evaluate --store "$STORE" --dataset stabletoolbench --methods "$METHODS" \
+step evaluate "$TW" evaluate --store "$STORE" --dataset "$DATASET" --methods "$METHODS" \
     --setting multi-domain --checkpoint "toolweaver=$TW_CKPT" --checkpoint "atomic=$AT_CKPT" \
     --format json --report-dir "$OUT/report" > "$OUT/results.json"

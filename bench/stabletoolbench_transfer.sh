@@ -18,6 +18,8 @@ OUT=${OUT:-$STORE/results}
 CODES_INIT=${CODES_INIT:-codebook}
 METHODS=${METHODS:-bm25,dense,toolretriever,atomic,toolweaver}
 RET_QUERIES=${RET_QUERIES:-15218}
+DATASET=${DATASET:-stabletoolbench}   # or stabletoolbench/GROUP: one query group
+MEM_LIMIT=${MEM_LIMIT:--1}           # tools checked by bench/memorization.py (-1: every memorised tool)
 
 source "$(dirname "$0")/_llm_pair.sh"
 HERE=$(dirname "$0")
@@ -31,9 +33,9 @@ TW_MEM=$(train_timed toolweaver-memorization train_memorization codes "$CODES_IN
 AT_MEM=$(train_timed atomic-memorization train_memorization atomic random)
 TW_RET=$(train_timed toolweaver-retrieval train_retrieval_from codes "$TW_MEM")
 AT_RET=$(train_timed atomic-retrieval train_retrieval_from atomic "$AT_MEM")
-step evaluate "$TW" evaluate --store "$STORE" --dataset stabletoolbench --methods "$METHODS,toolweaver-mem,atomic-mem" \
+step evaluate "$TW" evaluate --store "$STORE" --dataset "$DATASET" --methods "$METHODS,toolweaver-mem,atomic-mem" \
     --setting in-domain --checkpoint "toolweaver=$TW_RET" --checkpoint "atomic=$AT_RET" \
     --checkpoint "toolweaver-mem=$TW_MEM" --checkpoint "atomic-mem=$AT_MEM" \
     --format json --report-dir "$OUT/report" > "$OUT/results.json"
-step memorization .venv/bin/python "$HERE/memorization.py" --store "$STORE" "$TW_MEM" "$AT_MEM" \
-    --device "$DEVICE" --json "$OUT/memorization.json"
+step memorization "$PY" "$HERE/memorization.py" --store "$STORE" "$TW_MEM" "$AT_MEM" \
+    --limit "$MEM_LIMIT" --device "$DEVICE" --json "$OUT/memorization.json"
