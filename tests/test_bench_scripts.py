@@ -198,3 +198,103 @@ def test_finetune_bench_holds_out_the_pipelines_toollens_split() -> None:
     sample1, train1 = bench.split_queries(qrels, 200, 2000, seed=1)
     assert sample0 == sample1 and set(sample0) <= set(held) and len(sample0) == 200
     assert train0 != train1 and len(train1) == 2000 and set(train1) <= set(train)
+
+
+def _recipe(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+
+    done = subprocess.run(
+        ["bash", str(BENCH / script)],
+        env={**os.environ, "TOOLWEAVER": str(Path(sys.executable).with_name("toolweaver")), **env},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _tiny_base(folder: Path, texts: list[str]) -> str:
+    from toolweaver.align.tiny import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(texts, max_words=2000)
+    tiny_llama(len(tokenizer), hidden_size=32).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _shared() -> Path:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "toollens").is_dir():
+        pytest.skip(f"{shared} is absent (see README: Data)")
+    return shared
+
+
+@pytest.mark.slow
+def test_stabletoolbench_transfer_recipe_runs_at_tiny_scale(tmp_path: Path) -> None:
+    """Memorise StableToolBench + ToolLens tools, train retrieval on ToolLens queries, evaluate
+    the pair and the memorization-only checkpoints on StableToolBench (one group here)."""
+    import json
+
+    shared = _shared()
+    store = tmp_path / "store"
+    env = {
+        "STB": str(shared / "toolbench" / "stabletoolbench"),
+        "TOOLLENS": str(shared / "toollens"),
+        "STORE": str(store),
+        "MODEL": _tiny_base(tmp_path / "base", ["get weather forecast for a city"]),
+        "DEVICE": "cpu",
+        "MEM_EPOCHS": "1",
+        "BATCH": "64",
+        "LORA_R": "4",
+        "RET_QUERIES": "64",
+        "METHODS": "bm25,atomic,toolweaver",
+        "DATASET": "stabletoolbench/G3_instruction",
+        "MEM_LIMIT": "20",
+    }
+    done = _recipe("stabletoolbench_transfer.sh", env)
+    rows = json.loads((store / "results" / "results.json").read_text())
+    assert {r["method"] for r in rows} == {"bm25", "atomic", "toolweaver", "atomic-mem", "toolweaver-mem"}
+    assert {r["n_queries"] for r in rows if r["metric"] == "ndcg@5"} == {61}
+    assert {r["convention"] for r in rows} == {"standard", "toolgen"}
+    from storage import Store
+
+    metas = [json.loads(r["meta"]) for r in Store(store).checkpoints(kind="llm").to_pylist()]
+    steps = {(m["tokens"], m["stage"]): m["step"] for m in metas}
+    assert steps[("codes", "retrieval")] == steps[("atomic", "retrieval")] == 1  # 64 queries, batch 64
+    mem = json.loads((store / "results" / "memorization.json").read_text())
+    assert [r["tokens"] for r in mem] == ["codes", "atomic"] and {r["tools"] for r in mem} == {20}
+    assert "[stabletoolbench_transfer] evaluate:" in done.stderr
+
+
+@pytest.mark.slow
+def test_catalog_recipe_runs_multi_domain_at_a_small_size(tmp_path: Path) -> None:
+    """bench/catalog10k.sh at SIZE=2,600 (2,479 StableToolBench + 121 drawn): the catalog draw,
+    both ingests, memorization of both LLMs and the multi-domain evaluation over every tool."""
+    import json
+
+    shared = _shared()
+    store = tmp_path / "store"
+    env = {
+        "STB": str(shared / "toolbench" / "stabletoolbench"),
+        "STORE": str(store),
+        "SIZE": "2600",
+        "MODEL": _tiny_base(tmp_path / "base", ["get weather forecast for a city"]),
+        "DEVICE": "cpu",
+        "MEM_EPOCHS": "1",
+        "BATCH": "64",
+        "LORA_R": "4",
+        "METHODS": "bm25,atomic,toolweaver",
+        "DATASET": "stabletoolbench/G3_instruction",
+    }
+    _recipe("catalog10k.sh", env)
+    summary = json.loads((store / "catalog" / "catalog.json").read_text())
+    assert (summary["tools"], summary["stabletoolbench"], summary["toolenv_drawn"]) == (2600, 2479, 121)
+    from storage import Store
+
+    tools = set(Store(store).read("tools", columns=["tool_id"]).column("tool_id").to_pylist())
+    assert tools == set((store / "catalog" / "catalog.txt").read_text().split("\n")[:-1])
+    rows = json.loads((store / "results" / "results.json").read_text())
+    assert {r["setting"] for r in rows} == {"multi-domain"}
+    assert {r["method"] for r in rows} == {"bm25", "atomic", "toolweaver"}

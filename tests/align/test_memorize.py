@@ -13,7 +13,7 @@ import torch
 from tasks.stages.finetune import FinetuneConfig
 from tests.align.test_train import MEMORIZE, tiny_base, tiny_setup
 from toolweaver.align.collate import encode_all
-from toolweaver.align.memorize import exact_match, memorization_probe
+from toolweaver.align.memorize import exact_match, greedy_decode, memorization_probe
 from toolweaver.align.models import load_checkpoint, read_checkpoint_meta
 from toolweaver.align.train import TrainConfig, prepare_model, read_trainer_state, train
 from toolweaver.align.vocab import VocabConfig
@@ -85,6 +85,23 @@ def test_exact_match_restores_the_training_mode_and_scores_an_untrained_model_lo
     score = exact_match(tiny.model, probe)
     assert tiny.model.training
     assert 0.0 <= score < 0.5  # random code rows: about chance (1 / 20)
+
+
+def test_batched_greedy_decode_equals_beam_search_top1(tmp_path: Path) -> None:
+    """Parity: left-padded batches of prompts of different lengths decode to exactly the tool
+    `constrained_beam_search` ranks first, on a partly trained model (scores far from ties)."""
+    from toolweaver.align.decode import DecodeConfig, constrained_beam_search
+
+    tiny = tiny_setup(n_tools=N_TOOLS)
+    conversations = tiny.conversations()
+    conversations[3][0]["content"] += " with a much longer prompt than the others"
+    probe = memorization_probe(tiny.tokenizer, conversations)
+    assert len({len(p) for p in probe.prompts}) > 1
+    model, _, _ = _run(tmp_path, _config(target=None, max_steps=12), check=False)
+    model.eval()
+    beam = [constrained_beam_search(model, p, probe.trie, DecodeConfig(top_k=1))[0][0] for p in probe.prompts]
+    assert greedy_decode(model, probe.prompts, probe.trie, pad_id=probe.pad_id, batch_size=7) == beam
+    assert len(set(beam)) > 3  # not one tool for every prompt: the comparison can fail
 
 
 # --------------------------------------------------------------------------- early stop
