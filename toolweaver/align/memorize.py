@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from toolweaver.align.decode import prompt_ids, trie_for_codes
 from toolweaver.align.trie import CodeTrie
@@ -40,7 +41,11 @@ class MemorizationProbe:
 
 
 def memorization_probe(
-    tokenizer, conversations: Sequence[Sequence[Mapping[str, object]]], *, sample: int = DEFAULT_SAMPLE, seed: int = 0
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[Mapping[str, object]]],
+    *,
+    sample: int = DEFAULT_SAMPLE,
+    seed: int = 0,
 ) -> MemorizationProbe:
     """A seeded sample of `sample` examples (all when fewer); the draw depends on the set of
     answers, not on the order of `conversations`."""
@@ -139,7 +144,9 @@ def _greedy_batch(
         next_position = next_position + 1
 
 
-def _greedy_step(edges: _TrieLists, nodes: list[int], tools: list[int], row: int, logits, pad_id: int) -> int:
+def _greedy_step(
+    edges: _TrieLists, nodes: list[int], tools: list[int], row: int, logits: torch.Tensor, pad_id: int
+) -> int:
     """Advance one row by its best allowed child -> the token fed next (pad once finished)."""
     if tools[row] >= 0:
         return pad_id

@@ -180,11 +180,11 @@ def prepare_model(model: CausalLM, new_token_ids: Sequence[int], config: TrainCo
         return get_peft_model(model, lora)
 
 
-def _last_layers(model: torch.nn.Module, n: int | None) -> list[int] | None:
+def _last_layers(model: CausalLM, n: int | None) -> list[int] | None:
     """Indices of the last `n` decoder layers (None: all layers)."""
     if n is None:
         return None
-    total = int(model.config.num_hidden_layers)
+    total = int(getattr(model.config, "num_hidden_layers"))  # noqa: B009  (untyped HF config attribute)
     if n > total:
         raise ValueError(f"lora_layers={n} but the model has {total} decoder layers")
     return list(range(total - n, total))
