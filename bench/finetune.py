@@ -1,5 +1,12 @@
-"""Fine-tuning benchmark on ToolLens: memorization of every tool, then retrieval, then
-validation NDCG@5 (standard convention) against BM25 on the same held-out queries.
+"""Fine-tuning benchmark on ToolLens: memorization of every tool until exact match reaches
+`--target` (or the epoch cap), then retrieval, then validation NDCG@5 (standard convention)
+against BM25 on the same held-out queries. The last line is a markdown row for
+docs/results.md: time to target, steps, epochs, tokens per tool, exact match, NDCG@5.
+
+Levers of time-to-memorise, measured (not assumed) one flag at a time:
+`--vocab-init codebook --rqvae DIR` (code rows from the RQ-VAE codebooks), shorter prompts
+(`--max-description-chars 0`: name and API only), `--lora-layers N` (adapters on the last
+N layers), `--lora-r`, `--mem-lr` / `--mem-schedule` (short-run schedule).
 
     # CPU, short and bounded (what the shared 2-core machine allows):
     .venv/bin/python bench/finetune.py --mem-max-steps 10 --ret-max-steps 10 --val-queries 20 --mem-eval 40
@@ -15,8 +22,10 @@ Inputs are plain files, so a GPU machine with only torch/transformers/peft/safet
 (tools sorted by name, index written in base K; not RQ-VAE codes) and the output says so.
 
 Examples use the project's builders (`toolweaver.align.datasets`): memorization = tool doc ->
-its code; retrieval = query -> the codes of its relevant tools (sorted by tool id). A random
-part of ToolLens train (`--val-queries`, seeded) is held out and never trained on.
+its code; retrieval = query -> the codes of its relevant tools (sorted by tool id). The
+held-out queries are the pipeline's (`toolweaver.align.splits`: the 1,675 ToolLens queries of
+split `validation`, which `evaluate` and the recipes score); `--val-queries N` scores a
+fixed sample of N of them (-1: all), the same for every `--seed`. They are never trained on.
 
 Also times a plain transformers loop (`model(**batch).loss.backward(); optimizer.step()`,
 right padding, full logits) on the same batches as ours, on copies of the same model.
@@ -42,6 +51,7 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -52,6 +62,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from toolweaver.align.collate import Encoded, collate, encode_all
 from toolweaver.align.datasets import memorization_messages, retrieval_prompt
 from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
+from toolweaver.align.memorize import exact_match, memorization_probe
 from toolweaver.align.models import DEFAULT_MODEL, load_model_and_tokenizer
 from toolweaver.align.train import (
     TrainConfig,
@@ -60,6 +71,7 @@ from toolweaver.align.train import (
     make_optimizer,
     prepare_model,
     step_batches,
+    steps_per_epoch,
     train,
     train_step,
 )
@@ -83,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--device", default="auto")
     p.add_argument("--train-queries", type=int, default=2000, help="retrieval training queries (-1: all not held out)")
-    p.add_argument("--val-queries", type=int, default=200, help="held-out validation queries")
+    p.add_argument("--val-queries", type=int, default=200, help="held-out queries scored (-1: all 1,675)")
     p.add_argument(
         "--mem-epochs",
         type=int,
@@ -98,6 +110,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-layers", type=int, default=None, help="LoRA on the last N layers only (default: all)")
+    p.add_argument("--mem-lr", type=float, default=None, help="memorization peak lr (default: --lr)")
+    p.add_argument("--mem-schedule", choices=("constant", "linear", "cosine"), default="cosine")
+    p.add_argument("--target", type=float, default=0.98, help="stop memorization at this exact match (0: never)")
+    p.add_argument("--check-every", type=int, default=0, help="steps between exact-match checks (0: every epoch)")
+    p.add_argument("--check-tools", type=int, default=200, help="tools in the seeded check sample")
+    p.add_argument("--vocab-init", choices=("random", "mean", "codebook"), default="random")
+    p.add_argument("--rqvae", type=Path, default=None, help="RQ-VAE checkpoint folder (for --vocab-init codebook)")
+    p.add_argument("--label", default="", help="row label in the markdown table")
     p.add_argument("--max-description-chars", type=int, default=120)
     p.add_argument("--max-length", type=int, default=160)
     p.add_argument("--plain-steps", type=int, default=3, help="timed steps of ours vs the plain loop (0: skip)")
@@ -171,9 +192,16 @@ def standin_codes(tools: dict[str, dict], k: int) -> dict[str, str]:
 
 
 def split_queries(qrels: dict, n_val: int, n_train: int, seed: int) -> tuple[list[str], list[str]]:
-    ids = sorted(qrels)
-    random.Random(seed).shuffle(ids)
-    val, rest = ids[:n_val], ids[n_val:]
+    """(held-out ids scored, training ids): the pipeline's split of ToolLens (store query ids
+    `beir/train/<id>`); a fixed sample of `n_val` held-out ids (-1: all), and `n_train` of the
+    rest drawn with `seed` (-1: all)."""
+    from toolweaver.align.splits import SplitConfig, assign_split
+
+    split = SplitConfig()
+    held = sorted(q for q in qrels if assign_split(f"beir/train/{q}", "train", split) != "train")
+    rest = sorted(set(qrels) - set(held))
+    val = held if n_val < 0 else sorted(random.Random(0).sample(held, min(n_val, len(held))))
+    random.Random(seed).shuffle(rest)
     return val, rest if n_train < 0 else rest[:n_train]
 
 
@@ -283,6 +311,46 @@ def bm25_ndcg(tools, queries, qrels, val_ids) -> float | str:
     ) / len(val_ids)
 
 
+# --------------------------------------------------------------------------- report
+
+TABLE_HEADER = (
+    "| run | tools | time to target (s) | steps | epochs | tokens/tool | exact match | NDCG@5 (std) | BM25 |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def table_row(report: dict, label: str) -> str:
+    """One markdown row of the time-to-memorise table (docs/results.md)."""
+    mem = report["memorization"]
+    ndcg = report["val_ndcg@5_standard"]
+    reached = f"{mem['time_to_target_s']:.0f}" if mem["time_to_target_s"] is not None else "not reached"
+    bm25 = ndcg["bm25"] if isinstance(ndcg["bm25"], str) else f"{ndcg['bm25']:.3f}"
+    return (
+        f"| {label or '-'} | {report['tools']} | {reached} | {mem['steps']} | {mem['epochs']:.2f} "
+        f"| {report['mem_tokens_per_example']:.1f} | {mem['exact_match']:.3f} | {ndcg['toolweaver']:.3f} | {bm25} |"
+    )
+
+
+def codebook_inputs(args: argparse.Namespace, tools: dict[str, dict], codes: dict[str, str]) -> dict:
+    """`add_code_tokens` arguments of `--vocab-init codebook`: the RQ-VAE codebooks and the
+    (code levels, tool name) pairs to fit the map on (as the finetune stage does)."""
+    if args.vocab_init != "codebook":
+        return {}
+    if args.rqvae is None or args.codes is None:
+        raise SystemExit("--vocab-init codebook needs --rqvae DIR and the --codes those codebooks placed")
+    import numpy as np
+
+    from toolweaver.codes import load_rqvae
+
+    rqvae, _ = load_rqvae(args.rqvae)
+    order = sorted(codes)
+    return {
+        "codebooks": list(rqvae.quantizer.codebooks.detach().cpu().numpy()),
+        "fit_levels": np.asarray([parse_code(codes[c]) for c in order], dtype=np.int64),
+        "fit_names": [f"{tools[c]['tool_name']} {tools[c]['api_name']}" for c in order],
+    }
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -304,7 +372,12 @@ def main(argv: list[str] | None = None) -> dict:
     levels = [parse_code(c) for c in codes.values()]
     old_size = model.get_input_embeddings().weight.shape[0]
     add_code_tokens(
-        tokenizer, model, n_levels=len(levels[0]), codebook_size=1 + max(max(lv) for lv in levels), config=VocabConfig()
+        tokenizer,
+        model,
+        n_levels=len(levels[0]),
+        codebook_size=1 + max(max(lv) for lv in levels),
+        config=VocabConfig(init=args.vocab_init),
+        **codebook_inputs(args, tools, codes),
     )
     new_ids = list(range(old_size, model.get_input_embeddings().weight.shape[0]))
     common = {
@@ -313,13 +386,22 @@ def main(argv: list[str] | None = None) -> dict:
         "grad_accum": args.grad_accum,
         "lora_r": args.lora_r,
         "lora_alpha": 2 * args.lora_r,
+        "lora_layers": args.lora_layers,
         "max_length": args.max_length,
         "seed": args.seed,
         "device": str(device),
         "warmup_steps": 0,
         "schedule": "cosine",
     }
-    mem_config = TrainConfig(stage="memorization", epochs=args.mem_epochs, max_steps=args.mem_max_steps, **common)
+    mem_config = TrainConfig(
+        stage="memorization",
+        epochs=args.mem_epochs,
+        max_steps=args.mem_max_steps,
+        **{**common, "lr": args.mem_lr or args.lr, "schedule": args.mem_schedule},
+        target=args.target or None,
+        check_every=args.check_every,
+        check_tools=args.check_tools,
+    )
     ret_config = TrainConfig(stage="retrieval", epochs=args.ret_epochs, max_steps=args.ret_max_steps, **common)
     model = prepare_model(model, new_ids, mem_config)
     mem_examples = encode_all(tokenizer, mem_convs, max_length=args.max_length)
@@ -343,11 +425,22 @@ def main(argv: list[str] | None = None) -> dict:
         ("memorization", mem_config, mem_examples),
         ("retrieval", ret_config, ret_examples),
     ):
-        result = train(model, tokenizer, examples, config, device=device, out_dir=out_root / stage, meta=meta)
+        check = None
+        if stage == "memorization" and config.target is not None:
+            probe = memorization_probe(tokenizer, mem_convs, sample=config.check_tools, seed=config.seed)
+            check = partial(exact_match, probe=probe)
+        result = train(
+            model, tokenizer, examples, config, device=device, out_dir=out_root / stage, meta=meta, check=check
+        )
         report[stage] = {
             "steps": result.steps,
+            "epochs": result.steps / steps_per_epoch(len(examples), config),
             "tokens": result.tokens,
             "train_s": result.train_s,
+            "check_s": result.check_s,
+            "time_to_target_s": result.train_s + result.check_s if result.stopped_early else None,
+            "stopped_early": result.stopped_early,
+            "check_exact_match": result.exact_match,
             "tokens_per_s": result.tokens_per_s,
             "last_loss": result.last_loss,
         }
@@ -366,6 +459,8 @@ def main(argv: list[str] | None = None) -> dict:
     report["checkpoints"] = str(out_root)
     text = json.dumps(report, indent=2)
     print(text)
+    print(TABLE_HEADER)
+    print(table_row(report, args.label))
     if args.json:
         args.json.write_text(text)
     return report

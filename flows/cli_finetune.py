@@ -53,6 +53,26 @@ def finetune(
     ] = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", min=1, help="Checkpoints kept per stage.")] = None,
     lora_r: Annotated[int | None, typer.Option("--lora-r", min=1, help="LoRA rank (default: the config's).")] = None,
+    lora_layers: Annotated[
+        int | None, typer.Option("--lora-layers", min=1, help="LoRA on the last N decoder layers only (default: all).")
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(
+            "--target",
+            min=0,
+            max=1,
+            help="Memorization stops when exact match on a seeded sample of tools reaches this (default 0.98; "
+            "0: train to the epoch cap).",
+        ),
+    ] = None,
+    check_every: Annotated[
+        int | None,
+        typer.Option("--check-every", min=0, help="Steps between memorization checks (0: once per epoch; default)."),
+    ] = None,
+    check_tools: Annotated[
+        int | None, typer.Option("--check-tools", min=1, help="Tools in the memorization check sample (default 200).")
+    ] = None,
     tokens: Annotated[
         str | None,
         typer.Option(
@@ -66,7 +86,7 @@ def finetune(
         typer.Option(
             "--vocab-init",
             help="Init of the new token rows: random, mean or codebook (RQ-VAE codebooks; codes only). "
-            "Default: the config's (random).",
+            "Default: codebook for codes, random for atomic tokens.",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -96,10 +116,15 @@ def finetune(
         "save_every": save_every,
         "keep_last": keep_last,
         "lora_r": lora_r,
+        "lora_layers": lora_layers,
+        "check_every": check_every,
+        "check_tools": check_tools,
         "device": device,
         "seed": seed,
     }
     train = {**base.get("train", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    if target is not None:
+        train["target"] = target or None  # 0: no early stop
     vocab = {**base.get("vocab", {}), **({"init": vocab_init} if vocab_init else {})}
     chosen = {
         "model": model,

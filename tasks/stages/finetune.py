@@ -4,8 +4,13 @@ Each stage reads its `sft_examples` (split `train`) and the `codes` table, start
 previous stage's final checkpoint (the first one from the base model with the new
 vocabulary added), trains (`toolweaver.align.train`), registers a checkpoint every
 `save_every` steps (`kind="llm"`, meta: stage, tokens, codes_version, codes_table_version,
-vocab_init, base_model, step, init) and appends its per-step metrics to `train_metrics`
-at every checkpoint.
+vocab_init, base_model, step, init; exact_match when checked) and appends its per-step
+metrics to `train_metrics` at every checkpoint.
+
+Stop when memorised: the memorization stage decodes a seeded sample of `check_tools` of its
+tools (trie-constrained top-1, `toolweaver.align.memorize`) every `check_every` steps (0:
+once per epoch) and ends at the first check whose exact match reaches `target` (default
+0.98), or at its epoch cap; the retrieval stage starts from that final checkpoint.
 
 Token schemes (`tokens`): `codes` (ToolWeaver: the L×K code tokens) or `atomic` (ToolGen:
 one new token per tool of the codes table, `toolweaver.align.atomic`). Both train on the
@@ -29,16 +34,18 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from storage import SCHEMAS, Store, TableRef
-from toolweaver.align.atomic import TokenScheme, atomic_tokens, rewrite_codes
+from tasks.stages.finetune_inputs import CodesInput, codebook_init_inputs, codebook_size, read_codes
+from toolweaver.align.atomic import TokenScheme, rewrite_codes
 from toolweaver.align.collate import encode_all
+from toolweaver.align.memorize import exact_match, memorization_probe
 from toolweaver.align.models import (
     DEFAULT_MODEL,
     load_checkpoint,
@@ -77,9 +84,29 @@ class FinetuneConfig(BaseModel):
     stages: tuple[Stage, ...] = STAGES
     train: TrainConfig = TrainConfig()
     per_stage: dict[Stage, dict[str, object]] = {}
-    vocab: VocabConfig = VocabConfig()
+    # `codebook` (RQ-VAE codebooks projected into the embedding space) by default: on ToolLens
+    # it memorises faster and retrieves better than the paper's `random` (docs/results.md).
+    # Atomic tokens have no code levels: their default is `random` (see the validator).
+    vocab: VocabConfig = VocabConfig(init="codebook")
     split: str = "train"
     tokens: TokenScheme = "codes"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_init_for_tokens(cls, data: object) -> object:
+        """A vocab given without `init` takes the scheme's default: `codebook` for codes,
+        `random` for atomic tokens (so `vocab={"seed": 1}` does not fall back to VocabConfig's)."""
+        if not isinstance(data, dict):
+            return data
+        init = "random" if data.get("tokens") == "atomic" else "codebook"
+        vocab = data.get("vocab")
+        if vocab is None:
+            return {**data, "vocab": VocabConfig(init=init)}
+        if isinstance(vocab, dict) and "init" not in vocab:
+            return {**data, "vocab": {**vocab, "init": init}}
+        if isinstance(vocab, VocabConfig) and "init" not in vocab.model_fields_set:
+            return {**data, "vocab": vocab.model_copy(update={"init": init})}
+        return data
 
     @model_validator(mode="after")
     def _init_fits_tokens(self) -> FinetuneConfig:
@@ -118,41 +145,6 @@ def read_examples(
     if not chosen:
         raise ValueError(f"{table} v{ref.version} has no {stage!r} examples in split {split!r}")
     return [json.loads(r["conversations"]) for r in chosen], ref
-
-
-@dataclass(frozen=True)
-class CodesInput:
-    """The latest `codes` table: one row per tool, all of one codes version."""
-
-    tool_ids: list[str]
-    levels: list[list[int]]
-    codes: list[str]
-    codes_version: str
-    ref: TableRef
-
-    @property
-    def n_levels(self) -> int:
-        return len(self.levels[0])
-
-    def atomic(self) -> dict[str, str]:
-        """{code string: atomic token} of every tool (the rewrite map of the atomic scheme)."""
-        token_of = atomic_tokens(self.tool_ids)
-        return {code: token_of[t] for t, code in zip(self.tool_ids, self.codes, strict=True)}
-
-
-def read_codes(store: Store) -> CodesInput:
-    """The latest `codes` table (rows sorted by tool_id)."""
-    ref = store.latest("codes")
-    if ref is None:
-        raise FileNotFoundError(f"store {store.root} has no codes table: run the codes stage first")
-    table = store.read("codes", version=ref.version, columns=["tool_id", "levels", "code", "codes_version"]).sort_by(
-        "tool_id"
-    )
-    versions = sorted(set(table.column("codes_version").to_pylist()))
-    if len(versions) != 1:
-        raise ValueError(f"codes v{ref.version} mixes codes versions {versions}; a model is trained on exactly one")
-    columns = table.to_pydict()
-    return CodesInput(columns["tool_id"], columns["levels"], columns["code"], versions[0], ref)
 
 
 def stage_hash(config: FinetuneConfig, stage: Stage, inputs: Sequence[TableRef], init: str) -> str:
@@ -227,36 +219,6 @@ def _check_init(init: str, meta: dict, config: FinetuneConfig, codes: CodesInput
         )
 
 
-def _codebook_init_inputs(store: Store, codes: CodesInput) -> dict:
-    """`add_code_tokens` arguments of init='codebook': the RQ-VAE codebooks of the codes
-    version (its tokenizer checkpoint) and the (levels, name) pairs to fit the map on."""
-    from toolweaver.codes import load_rqvae
-
-    rqvae, _ = load_rqvae(store.checkpoint_path(codes.codes_version))
-    books = rqvae.quantizer.codebooks.detach().cpu().numpy()
-    names = {}
-    if store.exists("tools"):
-        tools = store.read("tools", columns=["tool_id", "tool_name", "api_name"]).to_pylist()
-        names = {t["tool_id"]: f"{t['tool_name']} {t['api_name']}" for t in tools}
-    return {
-        "codebooks": list(books),
-        "fit_levels": np.asarray(codes.levels, dtype=np.int64),
-        "fit_names": [names.get(t, t.replace("&&", " ")) for t in codes.tool_ids],
-    }
-
-
-def _codebook_size(store: Store, codes: CodesInput) -> int:
-    """K of the codes' tokenizer (its registered meta), so that codes placed later for new
-    tools (free slots anywhere in the codebook) have tokens too; without a registered
-    tokenizer, the largest index used + 1."""
-    used = 1 + max(max(levels) for levels in codes.levels)
-    if store.exists("checkpoints"):
-        for row in store.checkpoints(kind="rqvae").to_pylist():
-            if row["checkpoint_id"] == codes.codes_version:
-                return max(used, int(json.loads(row["meta"] or "{}").get("codebook_size") or used))
-    return used
-
-
 def _start_model(store: Store, config: FinetuneConfig, init: str | None, codes: CodesInput, device):
     """(model, tokenizer, new token ids) at the start of a stage."""
     if init is not None:
@@ -273,17 +235,28 @@ def _start_model(store: Store, config: FinetuneConfig, init: str | None, codes: 
         if config.tokens == "atomic":
             add_atomic_tokens(tokenizer, model, sorted(codes.atomic().values()), config=config.vocab)
         else:
-            extra = _codebook_init_inputs(store, codes) if config.vocab.init == "codebook" else {}
+            extra = codebook_init_inputs(store, codes) if config.vocab.init == "codebook" else {}
             add_code_tokens(
                 tokenizer,
                 model,
                 n_levels=codes.n_levels,
-                codebook_size=_codebook_size(store, codes),
+                codebook_size=codebook_size(store, codes),
                 config=config.vocab,
                 **extra,
             )
     new_ids = list(range(old_size, model.get_input_embeddings().weight.shape[0]))
     return model, tokenizer, new_ids
+
+
+def _memorized_check(
+    tokenizer, conversations: list[list[dict]], config: TrainConfig
+) -> Callable[[torch.nn.Module], float] | None:
+    """The memorization stage stops when exact match on a seeded sample of its tools reaches
+    `config.target`; other stages (and target None) train to their step cap."""
+    if config.stage != "memorization" or config.target is None:
+        return None
+    probe = memorization_probe(tokenizer, conversations, sample=config.check_tools, seed=config.seed)
+    return partial(exact_match, probe=probe)
 
 
 def _vocab_init(store: Store, init: str | None, config: FinetuneConfig) -> str:
@@ -330,6 +303,7 @@ def finetune_stage(
         model, tokenizer, new_ids = _start_model(store, config, init, codes, device)
     model = prepare_model(model, new_ids, train_config)
     examples = encode_all(tokenizer, conversations, max_length=train_config.max_length)
+    check = _memorized_check(tokenizer, conversations, train_config)
     meta = {
         "stage": stage,
         "base_model": config.model,
@@ -345,11 +319,14 @@ def finetune_stage(
     pending: list[dict] = []
     registered: dict[int, str] = {}
     metrics_ref: list[TableRef | None] = [None]
+    last_check: dict[str, float] = {}  # the newest stop check, recorded in the checkpoint rows
 
     steps_total = total_steps(len(examples), train_config)
 
     def on_step(m: StepMetrics) -> None:
         pending.append({**metrics_record(m), "run_id": run_id, "config_hash": config_hash})
+        if m.exact_match is not None:
+            last_check.update(exact_match=m.exact_match, exact_match_step=m.step)
         if progress is not None:
             progress(m.step, steps_total)
 
@@ -357,7 +334,12 @@ def finetune_stage(
         # Metrics first: a checkpoint never exists without the metrics of the steps it holds.
         metrics_ref[0] = _flush_metrics(store, pending, inputs, config_hash, run_id)
         registered[step] = store.register_checkpoint(
-            CHECKPOINT_KIND, folder, run_id=run_id, config_hash=config_hash, meta={**meta, "step": step}, move=True
+            CHECKPOINT_KIND,
+            folder,
+            run_id=run_id,
+            config_hash=config_hash,
+            meta={**meta, **last_check, "step": step},
+            move=True,
         )
         apply_retention(store, stage, config_hash, train_config.keep_last)
 
@@ -373,6 +355,7 @@ def finetune_stage(
             resume_from=resume[2] if resume else None,
             on_step=on_step,
             on_checkpoint=on_checkpoint,
+            check=check,
         )
     del model
     if device.type == "cuda":

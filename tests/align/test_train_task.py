@@ -66,7 +66,10 @@ def _config(base: str, **train) -> FinetuneConfig:
         "lora_r": 4,
         **train,
     }
-    return FinetuneConfig(model=base, stages=("memorization", "retrieval"), train=TrainConfig(**settings))
+    # The store has no RQ-VAE checkpoint (its codes are written by hand): `random` code rows.
+    return FinetuneConfig(
+        model=base, stages=("memorization", "retrieval"), train=TrainConfig(**settings), vocab={"init": "random"}
+    )
 
 
 def test_stages_chain_register_checkpoints_and_metrics(tmp_path: Path) -> None:
@@ -76,7 +79,11 @@ def test_stages_chain_register_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert (memo.steps, retr.steps) == (6, 4)  # 12 and 8 train examples, batch 4, 2 epochs
     rows = {r["checkpoint_id"]: r for r in store.checkpoints(kind="llm").to_pylist()}
     meta_m, meta_r = json.loads(rows[memo.checkpoint_id]["meta"]), json.loads(rows[retr.checkpoint_id]["meta"])
+    # Checked once per epoch (steps 3 and 6) on all 12 tools; far from the 0.98 target here.
+    exact = meta_m.pop("exact_match")
+    assert exact < 0.98 and (exact * N_TOOLS) == round(exact * N_TOOLS)
     assert meta_m == {
+        "exact_match_step": 6,
         "stage": "memorization",
         "codes_version": "cv1",
         "codes_table_version": 0,
@@ -145,6 +152,36 @@ def test_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path: Path, monk
         torch.testing.assert_close(ours(ids).logits, theirs(ids).logits, rtol=0, atol=1e-5)
 
 
+def test_memorization_stops_when_memorised_and_retrieval_starts_from_that_checkpoint(tmp_path: Path) -> None:
+    """Settings that memorise the 12 tools (tests/align/test_train.py): the stage stops at the
+    first per-epoch check at 100%, long before its 60-epoch cap; the stopping checkpoint is the
+    stage's final one, its metrics rows end there, and retrieval continues from it."""
+    from tests.align.test_train import MEMORIZE
+
+    torch.set_num_threads(1)
+    store, base = _store_with_inputs(tmp_path)
+    settings = {**MEMORIZE, "batch_size": 4, "target": 1.0, "save_every": 0, "keep_last": 1}
+    config = FinetuneConfig(
+        model=base,
+        stages=("memorization", "retrieval"),
+        train=TrainConfig(**settings),
+        per_stage={"retrieval": {"max_steps": 1}},
+        vocab={"init": "random"},
+    )
+    memo, retr = finetune(store, config, run_id="stop")
+    cap = MEMORIZE["epochs"] * 3  # 12 tools in batches of 4
+    assert memo.steps < cap and memo.steps % 3 == 0  # checked once per epoch
+    rows = {r["checkpoint_id"]: json.loads(r["meta"]) for r in store.checkpoints(kind="llm").to_pylist()}
+    assert (rows[memo.checkpoint_id]["exact_match"], rows[memo.checkpoint_id]["step"]) == (1.0, memo.steps)
+    assert read_checkpoint_meta(store.checkpoint_path(memo.checkpoint_id))["final"] is True
+    assert rows[retr.checkpoint_id]["init"] == memo.checkpoint_id
+    steps = sorted(m["step"] for m in store.read(TRAIN_METRICS).to_pylist() if m["stage"] == "memorization")
+    assert steps == list(range(1, memo.steps + 1))
+    # The stopped stage counts as done: a re-run re-uses it instead of training on to the cap.
+    again = finetune_stage(store, "memorization", config, run_id="again")
+    assert (again.checkpoint_id, again.resumed_from_step) == (memo.checkpoint_id, memo.steps)
+
+
 def test_stage_without_examples_fails_with_a_hint(tmp_path: Path) -> None:
     store, base = _store_with_inputs(tmp_path)
     with pytest.raises(ValueError, match="no 'trajectory' examples"):
@@ -173,6 +210,8 @@ def test_cli_finetune_runs_a_bounded_stage(tmp_path: Path) -> None:
             "4",
             "--device",
             "cpu",
+            "--vocab-init",
+            "random",  # the store's codes are written by hand: no RQ-VAE codebooks
         ],
     )
     assert result.exit_code == 0, result.output
@@ -180,5 +219,10 @@ def test_cli_finetune_runs_a_bounded_stage(tmp_path: Path) -> None:
     assert (stage, steps) == ("memorization", "steps=2")
     assert json.loads(store.checkpoints(kind="llm").to_pylist()[-1]["meta"])["step"] == 2
     assert store.checkpoint_path(checkpoint_id).is_dir()
+    # Without --vocab-init the code rows start from the RQ-VAE codebooks, which this store lacks.
+    no_codebooks = CliRunner().invoke(
+        app, ["finetune", "--store", str(store.root), "--stages", "memorization", "--model", base, "--max-steps", "1"]
+    )
+    assert no_codebooks.exit_code != 0 and "--vocab-init random" in str(no_codebooks.exception)
     bad = CliRunner().invoke(app, ["finetune", "--store", str(store.root), "--stages", "pretraining", "--model", base])
     assert bad.exit_code != 0 and "invalid settings" in bad.output

@@ -139,7 +139,7 @@ def test_checkpoint_meta_records_scheme_codes_and_init(trained: dict) -> None:
         "toolweaver": ("codes", "codebook", version_main),
         "toolweaver-init-random": ("codes", "random", version_main),
         "atomic": ("atomic", "random", version_main),
-        "toolweaver-l0": ("codes", "random", version_l0),
+        "toolweaver-l0": ("codes", "codebook", version_l0),  # the default init
     }
     assert meta["toolweaver-l0"]["codes_table_version"] > meta["toolweaver"]["codes_table_version"]
 

@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -68,10 +68,19 @@ class TrainConfig(BaseModel):
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    # LoRA on the last `lora_layers` decoder layers only (None: every layer); less to train.
+    lora_layers: int | None = Field(default=None, ge=1)
     train_new_tokens: bool = True
     save_every: int = Field(default=0, ge=0)  # optimizer steps between checkpoints; 0 = only the final one
     keep_last: int = Field(default=2, ge=1)  # checkpoints kept per stage (the final one always)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # Stop when memorised: a stage given a check (the memorization stage: exact match on a
+    # seeded sample of `check_tools` tools) runs it every `check_every` steps (0: once per
+    # epoch) and at the last step, and ends at the first check that reaches `target`
+    # (None: always train to the step cap). The cap stays `epochs` / `max_steps`.
+    target: float | None = Field(default=0.98, gt=0, le=1)
+    check_every: int = Field(default=0, ge=0)
+    check_tools: int = Field(default=200, ge=1)
     seed: int = 0
     device: str = "auto"
 
@@ -100,16 +109,21 @@ class StepMetrics:
     loss_tokens: int
     step_s: float
     tokens_per_s: float
+    exact_match: float | None = None  # the stop check's score, on the steps it ran
+    check_s: float = 0.0  # time the check took (not in step_s)
 
 
 @dataclass(frozen=True)
 class TrainResult:
     final_checkpoint: Path
-    steps: int
+    steps: int  # steps done: fewer than the cap when a check stopped the stage
     tokens: int
-    train_s: float  # time inside training steps only (no checkpoint I/O)
+    train_s: float  # time inside training steps only (no checkpoint I/O, no checks)
     tokens_per_s: float
     last_loss: float
+    stopped_early: bool = False
+    exact_match: float | None = None  # the last check's score
+    check_s: float = 0.0  # time spent in checks
 
 
 # --------------------------------------------------------------------------- model
@@ -153,6 +167,7 @@ def prepare_model(model: CausalLM, new_token_ids: Sequence[int], config: TrainCo
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_targets),
+        layers_to_transform=_last_layers(model, config.lora_layers),
         trainable_token_indices=(
             new_token_targets(model, new_token_ids) if config.train_new_tokens and new_token_ids else None
         ),
@@ -163,6 +178,16 @@ def prepare_model(model: CausalLM, new_token_ids: Sequence[int], config: TrainCo
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return get_peft_model(model, lora)
+
+
+def _last_layers(model: CausalLM, n: int | None) -> list[int] | None:
+    """Indices of the last `n` decoder layers (None: all layers)."""
+    if n is None:
+        return None
+    total = int(getattr(model.config, "num_hidden_layers"))  # noqa: B009  (untyped HF config attribute)
+    if n > total:
+        raise ValueError(f"lora_layers={n} but the model has {total} decoder layers")
+    return list(range(total - n, total))
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -369,8 +394,13 @@ def save_checkpoint(
     step: int,
     steps: int,
     meta: Mapping[str, object],
+    final: bool | None = None,
 ) -> Path:
-    """Write a complete checkpoint into `folder` atomically (a temporary sibling, then rename)."""
+    """Write a complete checkpoint into `folder` atomically (a temporary sibling, then rename).
+
+    `final` (default: `step == steps`) marks the stage's last checkpoint: also true when a
+    check stopped the stage before its step cap."""
+    final = step == steps if final is None else final
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)  # left by a run killed while saving; never a valid checkpoint
@@ -384,7 +414,7 @@ def save_checkpoint(
     tokenizer.save_pretrained(tmp)
     _optimizer_to_files(optimizer, tmp)
     _rng_to_file(tmp)
-    state = {"step": step, "total_steps": steps, "config": config.model_dump(mode="json")}
+    state = {"step": step, "total_steps": steps, "final": final, "config": config.model_dump(mode="json")}
     (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2))
     vocab_size = embedding_rows(model)
     write_checkpoint_meta(
@@ -395,7 +425,7 @@ def save_checkpoint(
             "stage": config.stage,
             "step": step,
             "vocab_size": vocab_size,
-            "final": step == steps,
+            "final": final,
         },
     )
     if folder.exists():
@@ -445,14 +475,18 @@ def train(
     resume_from: Path | None = None,
     on_step: Callable[[StepMetrics], None] | None = None,
     on_checkpoint: Callable[[Path, int], None] | None = None,
+    check: Callable[[torch.nn.Module], float] | None = None,
 ) -> TrainResult:
-    """Train a prepared model (`prepare_model`) for `total_steps` optimizer steps.
+    """Train a prepared model (`prepare_model`) for `total_steps` optimizer steps, or until
+    `check(model)` (a score in [0, 1], e.g. `memorize.exact_match`) reaches `config.target`.
 
-    Checkpoints go to `out_dir/step-NNNNNN` every `save_every` steps and at the end;
-    `on_checkpoint(folder, step)` is called after each is complete (it may move the folder).
-    `resume_from`: a checkpoint of this run whose weights `model` already holds
-    (`load_checkpoint(..., trainable=True)`); its optimizer, RNG and step are restored.
-    `meta` (e.g. base_model, codes_version) is written into every checkpoint."""
+    Checkpoints go to `out_dir/step-NNNNNN` every `save_every` steps and at the end (the
+    step cap or the stopping check); `on_checkpoint(folder, step)` is called after each is
+    complete (it may move the folder). `resume_from`: a checkpoint of this run whose weights
+    `model` already holds (`load_checkpoint(..., trainable=True)`); its optimizer, RNG and
+    step are restored. Checks draw no random numbers, so a resumed run makes the same checks
+    and stops at the same step. `meta` (e.g. base_model, codes_version) is written into
+    every checkpoint, with the last check's `exact_match` when there was one."""
     if not examples:
         raise ValueError(f"stage {config.stage!r}: no training examples")
     if "base_model" not in meta:
@@ -464,51 +498,34 @@ def train(
     model.train()
     optimizer = make_optimizer(model, config)
     steps = total_steps(len(examples), config)
-    done = 0
+    done, finished = 0, False
     if resume_from is not None:
         saved = read_trainer_state(resume_from)
         _check_resumable(saved["config"], config)
         _optimizer_from_files(optimizer, resume_from)
         _rng_from_file(resume_from)
-        done = int(saved["step"])
+        done, finished = int(saved["step"]), bool(saved.get("final", saved["step"] == saved["total_steps"]))
         logger.info("stage %s: resumed from %s at step %d/%d", config.stage, resume_from, done, steps)
+    check_every = config.check_every or steps_per_epoch(len(examples), config)
     lengths = [len(e) for e in examples]
     autocast = autocast_for(config, device)
-    n_tokens, train_s, last_loss = 0, 0.0, float("nan")
-    final = out_dir / f"step-{steps:06d}"
-    for step in range(done + 1, steps + 1):
-        epoch, index_batches = step_batches(lengths, config, step)
-        batches = [
-            {
-                k: v.to(device)
-                for k, v in collate_left([examples[i] for i in idx], pad_id=tokenizer.pad_token_id).items()
-            }
-            for idx in index_batches
-        ]
-        started = time.perf_counter()
-        lr = lr_at(step, steps, config)
-        last_loss, norm = train_step(
-            model, batches, optimizer, lr=lr, max_grad_norm=config.max_grad_norm, autocast=autocast
-        )
-        step_s = time.perf_counter() - started
-        tokens = sum(int(b["attention_mask"].sum()) for b in batches)
-        n_tokens, train_s = n_tokens + tokens, train_s + step_s
-        loss_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches)
-        metrics = StepMetrics(
-            config.stage, step, epoch, last_loss, lr, norm, tokens, loss_tokens, step_s, tokens / step_s
-        )
-        logger.info(
-            "stage %s step %d/%d loss %.4f lr %.2e %.0f tok/s",
-            config.stage,
-            step,
-            steps,
-            last_loss,
-            lr,
-            tokens / step_s,
-        )
+    n_tokens, train_s, check_s, last_loss, score = 0, 0.0, 0.0, float("nan"), None
+    step, stopped = done, False
+    # A final checkpoint (step cap or target reached) has nothing left to train.
+    for step in range(steps + 1 if finished else done + 1, steps + 1):
+        metrics = _one_step(model, examples, lengths, optimizer, config, step, steps, tokenizer, device, autocast)
+        n_tokens, train_s, last_loss = n_tokens + metrics.tokens, train_s + metrics.step_s, metrics.loss
+        if check is not None and config.target is not None and (step % check_every == 0 or step == steps):
+            started = time.perf_counter()
+            score = float(check(model))
+            metrics = replace(metrics, exact_match=score, check_s=time.perf_counter() - started)
+            check_s += metrics.check_s
+            stopped = score >= config.target and step < steps
+            logger.info("stage %s step %d: exact match %.3f (target %.3f)", config.stage, step, score, config.target)
         if on_step is not None:
             on_step(metrics)
-        if step == steps or (config.save_every and step % config.save_every == 0):
+        if step == steps or stopped or (config.save_every and step % config.save_every == 0):
+            extra = {} if score is None else {"exact_match": score, "stopped_early": stopped}
             folder = save_checkpoint(
                 out_dir / f"step-{step:06d}",
                 model,
@@ -517,13 +534,57 @@ def train(
                 config=config,
                 step=step,
                 steps=steps,
-                meta=meta,
+                meta={**meta, **extra},
+                final=step == steps or stopped,
             )
             if on_checkpoint is not None:
                 on_checkpoint(folder, step)
             _prune(out_dir, config.keep_last)
+        if stopped:
+            logger.info("stage %s: target reached at step %d of at most %d", config.stage, step, steps)
+            break
     model.eval()
-    return TrainResult(final, steps, n_tokens, train_s, n_tokens / train_s if train_s else 0.0, last_loss)
+    return TrainResult(
+        resume_from if finished and resume_from is not None else out_dir / f"step-{step:06d}",
+        step,
+        n_tokens,
+        train_s,
+        n_tokens / train_s if train_s else 0.0,
+        last_loss,
+        stopped,
+        score,
+        check_s,
+    )
+
+
+def _one_step(
+    model: torch.nn.Module,
+    examples: Sequence[Encoded],
+    lengths: Sequence[int],
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    step: int,
+    steps: int,
+    tokenizer: PreTrainedTokenizerBase,
+    device: torch.device,
+    autocast: AbstractContextManager,
+) -> StepMetrics:
+    """Optimizer step `step` on its batches (a pure function of seed and step) -> its metrics."""
+    epoch, index_batches = step_batches(lengths, config, step)
+    batches = [
+        {k: v.to(device) for k, v in collate_left([examples[i] for i in idx], pad_id=tokenizer.pad_token_id).items()}
+        for idx in index_batches
+    ]
+    started = time.perf_counter()
+    lr = lr_at(step, steps, config)
+    loss, norm = train_step(model, batches, optimizer, lr=lr, max_grad_norm=config.max_grad_norm, autocast=autocast)
+    step_s = time.perf_counter() - started
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    loss_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches)
+    logger.info(
+        "stage %s step %d/%d loss %.4f lr %.2e %.0f tok/s", config.stage, step, steps, loss, lr, tokens / step_s
+    )
+    return StepMetrics(config.stage, step, epoch, loss, lr, norm, tokens, loss_tokens, step_s, tokens / step_s)
 
 
 def metrics_record(metrics: StepMetrics) -> dict[str, object]:
