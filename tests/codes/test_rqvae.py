@@ -14,6 +14,7 @@ from toolweaver.codes import (
     RQVAE,
     CoUsageEdges,
     RQVAEConfig,
+    assign_codes,
     derive_codebook_size,
     load_rqvae,
     save_rqvae,
@@ -82,6 +83,27 @@ def test_cell_frames_whiten_each_cell() -> None:
         torch.testing.assert_close(
             quantizer.whiten[0, cell] @ quantizer.unwhiten[0, cell], torch.eye(2), atol=1e-5, rtol=0
         )
+
+
+def test_cell_frames_of_zero_residuals_are_finite() -> None:
+    """A catalog smaller than the codebook (K >= N): every tool sits on its own level-0
+    codeword, the level-1 residuals are all zero, and the frames must stay finite (they
+    were inf/NaN, and the NaN reached Sinkhorn far from the cause)."""
+    from toolweaver.codes.rqvae import ResidualQuantizer
+
+    quantizer = ResidualQuantizer(2, 16, 4, 0.25, whitening_shrinkage=5.0)
+    quantizer.fit_level_frames(1, torch.zeros(10, 4), torch.arange(10))
+    assert torch.isfinite(quantizer.whiten).all() and torch.isfinite(quantizer.unwhiten).all()
+    torch.testing.assert_close(quantizer.whiten[0, 0] @ quantizer.unwhiten[0, 0], torch.eye(4))
+
+
+def test_small_catalog_trains_to_finite_unique_codes() -> None:
+    x = clustered(n=12, seed=3)
+    result = train_rqvae(x, None, tiny_config(codebook_size=32))
+    losses = [v for m in result.epoch_metrics for k, v in m.items() if k.startswith("loss")]
+    assert losses and np.isfinite(losses).all()
+    codes = assign_codes(result.model, x, result.cfg).code_matrix
+    assert len({tuple(row) for row in codes.tolist()}) == len(x)
 
 
 def test_cell_frames_lower_first_pass_collisions() -> None:

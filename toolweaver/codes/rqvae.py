@@ -199,9 +199,15 @@ class ResidualQuantizer(nn.Module):
         moment = (sums + shrink * pooled) / (counts + shrink).clamp_min(1e-12)
         values, vectors = torch.linalg.eigh(moment.double())
         scale = values.clamp_min(1e-8 * values.max().item()).sqrt()
+        # A cell with no spread at all (e.g. K >= N: every tool sits on its own level-(l-1)
+        # codeword, so every residual is zero) has nothing to whiten: its frame is a rotation.
+        flat = values.max(dim=-1).values <= 0
+        scale[flat] = 1.0
         whiten = (vectors / scale[:, None, :]).float()
         unwhiten = (vectors * scale[:, None, :]).transpose(1, 2).float()
         cells = torch.arange(self.codebook_size, device=residual.device) if cells is None else cells
+        if not (torch.isfinite(whiten[cells]).all() and torch.isfinite(unwhiten[cells]).all()):
+            raise FloatingPointError(f"level {level}: the cell frames are not finite (residuals {n} x {d})")
         self.whiten[level - 1, cells] = whiten[cells]
         self.unwhiten[level - 1, cells] = unwhiten[cells]
 
