@@ -63,6 +63,8 @@ _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=F
 # Lineage sync after each write looks this many versions back (a full scan grows with
 # history); `Store.sync_lineage` repairs older gaps.
 _SYNC_DEPTH = 16
+# Small files the lineage table may gather before they are compacted into one.
+_LINEAGE_MAX_FILES = 32
 
 
 class _Latest(Enum):
@@ -381,6 +383,18 @@ class Store:
             schema_mode=None,
             hooks=_HOOKS,
         )
+        self._compact_lineage()
+
+    def _compact_lineage(self) -> None:
+        """Rewrite the lineage table's small files into one once there are many.
+
+        Every store write appends one small file to `lineage`, and each write reads the
+        table back (which versions lack a row?): without compaction that read, and so
+        every write, grows with the store's history. OPTIMIZE keeps the rows; readers
+        see the same content (`content_info` looks through OPTIMIZE commits)."""
+        delta = DeltaTable(str(self.table_path(LINEAGE)))
+        if len(delta.file_uris()) > _LINEAGE_MAX_FILES:
+            delta.optimize.compact(post_commithook_properties=_HOOKS)
 
     # ---------------------------------------------------------------- checkpoints
     def register_checkpoint(
