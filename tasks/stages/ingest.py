@@ -11,8 +11,13 @@ Replacement rules (per ingest of source S over files F):
 - queries, qrels, trajectories: keys produced now (query_id, trajectory_id) replace
   the stored rows with those keys (qrels: all pairs of the re-ingested queries);
 - quarantine: earlier rows of S whose locator file is in F are replaced.
+With `snapshot=True`, F is every file S ever had: the path is S's whole catalog.
+Tools that leave the merged catalog are retired, never silently dropped: every ingest
+appends its added / changed (old and new doc_hash) / retired tools to `tool_events`
+(tasks/stages/lifecycle.py).
 Qrels naming a tool_id absent from the merged catalog are quarantined
-(`qrel_unknown_tool`), so every stored qrel joins `tools`.
+(`qrel_unknown_tool`), so every stored qrel joins `tools` when written; qrels of a tool
+retired later stay (they are history) and the datasets and evaluate stages leave them out.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from typing import Any
 import pyarrow as pa
 
 from storage import SCHEMAS, Store, TableRef
-from storage.commit import Snapshot
+from storage.commit import Append, Snapshot
 from tasks.digests import sha256_json
+from tasks.stages.lifecycle import TOOL_EVENTS, changes_payload, event_rows, newest_events
 from toolweaver.ingest import parse_source
+from toolweaver.ingest.lifecycle import catalog_changes
 from toolweaver.ingest.merge import merge_qrels, merge_queries, merge_tools, merge_trajectories, variant_to_tool
 from toolweaver.ingest.quarantine import UNKNOWN_TOOL
 from toolweaver.ingest.records import (
@@ -54,39 +61,58 @@ class QuarantineError(RuntimeError):
 
 
 def ingest(
-    store: Store, source: str, path: Path | None, *, strict: bool = False, run_id: str | None = None
+    store: Store,
+    source: str,
+    path: Path | None,
+    *,
+    strict: bool = False,
+    run_id: str | None = None,
+    snapshot: bool = False,
 ) -> dict[str, Any]:
-    """Ingest `source` from `path` into `store`; return a summary (counts, quarantine reasons, refs).
+    """Ingest `source` from `path` into `store`; return a summary (counts, quarantine reasons,
+    tool lifecycle changes, refs).
 
+    `snapshot`: `path` is the source's whole catalog, so every earlier record of the source
+    is replaced (tools it no longer documents are retired), not only those of the files read.
     Raises QuarantineError (before writing anything) when `strict` and a record was quarantined.
     """
     config_hash = sha256_json({"stage": "ingest", "source": source})
     parsed: dict[tuple[str, ...], ParseResult] = {}
     state: dict[str, Any] = {}
 
-    def merge(snapshot: Snapshot) -> dict[str, pa.Table]:
+    def merge(snap: Snapshot) -> dict[str, pa.Table | Append]:
         # Called again after a conflict: re-read what the other writer committed and
         # re-merge (the parse is redone only when the catalog's names changed).
-        stored = _read_stored(snapshot)
+        stored = _read_stored(snap)
         names = [(t.tool_name, t.api_name) for t in stored["tools"]]
         key = tuple(sorted(f"{n}\x00{a}" for n, a in names))
         if key not in parsed:
             parsed.clear()
             parsed[key] = parse_source(source, path, names)
         result = parsed[key]
-        rows, new_quarantine, repeats = _merge_with_store(stored, result)
-        state.update(result=result, quarantine=new_quarantine, repeats=repeats)
+        rows, new_quarantine, repeats = _merge_with_store(stored, result, snapshot=snapshot)
+        changes = catalog_changes(stored["tools"], rows["tools"])
+        state.update(result=result, quarantine=new_quarantine, repeats=repeats, changes=changes)
         if strict and new_quarantine:
             reasons = Counter(q.reason for q in new_quarantine)
             raise QuarantineError(
                 f"--strict: {len(new_quarantine)} quarantined record(s) in {path}: "
                 f"{dict(sorted(reasons.items()))}; nothing written"
             )
-        return {t: to_arrow(t, rows[t]) for t in TABLES}
+        out: dict[str, pa.Table | Append] = {t: to_arrow(t, rows[t]) for t in TABLES}
+        if changes:
+            # Committed in the same step, before `tools` (tables commit in name order): a
+            # crash in between repeats the events on the next ingest instead of losing them.
+            previous = newest_events(snap.read(TOOL_EVENTS))
+            out[TOOL_EVENTS] = Append(
+                event_rows(previous, changes, result, path=path, snapshot=snapshot, run_id=run_id)
+            )
+        return out
 
-    written = store.update(TABLES, merge, run_id=run_id, config_hash=config_hash)
+    written = store.update((*TABLES, TOOL_EVENTS), merge, run_id=run_id, config_hash=config_hash)
     refs = {t: written[t] for t in TABLES}
-    result, repeats = state["result"], state["repeats"]
+    events = written.get(TOOL_EVENTS)
+    result, repeats, changes = state["result"], state["repeats"], state["changes"]
     reasons = Counter(q.reason for q in state["quarantine"])
     summary = {
         "source": source,
@@ -102,20 +128,21 @@ def ingest(
         "stats": dict(sorted(result.stats.items())),
         "quarantine": dict(sorted(reasons.items())),
         "tables": {t: refs[t].rows for t in TABLES},
-        "refs": refs,
+        "lifecycle": changes_payload(changes),
+        "refs": refs | ({TOOL_EVENTS: events} if events is not None else {}),
     }
     log.info("ingest %s: %s", source, json.dumps({k: v for k, v in summary.items() if k != "refs"}))
     return summary
 
 
 def _merge_with_store(
-    stored: dict[str, list[Any]], result: ParseResult
+    stored: dict[str, list[Any]], result: ParseResult, *, snapshot: bool = False
 ) -> tuple[dict[str, list[Any]], list[QuarantineRecord], int]:
     """The full new content of every table, the newly quarantined records, and repeated qrel pairs."""
     source = result.source
 
     def from_these_files(src: str, locator: str) -> bool:
-        return src == source and locator.split("#", 1)[0] in result.files
+        return src == source and (snapshot or locator.split("#", 1)[0] in result.files)
 
     stored_docs = [*stored["tools"], *map(variant_to_tool, stored["tool_doc_variants"])]
     tools, variants = merge_tools(
@@ -156,9 +183,9 @@ def _merge_with_store(
     return rows, new_quarantine, repeats
 
 
-def ingest_source(store: Store, source: str, path: Path | None) -> list[TableRef]:
+def ingest_source(store: Store, source: str, path: Path | None, *, snapshot: bool = False) -> list[TableRef]:
     """The refs written by a non-strict ingest (the shape the Prefect stage task wants)."""
-    return list(ingest(store, source, path)["refs"].values())
+    return list(ingest(store, source, path, snapshot=snapshot)["refs"].values())
 
 
 # ---------------------------------------------------------------- Arrow <-> records
