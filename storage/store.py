@@ -47,8 +47,9 @@ from storage.lineage import (
     VersionInfo,
     code_version,
     commit_metadata,
-    content_info,
+    content_info_at,
     records_to_table,
+    versions_back,
 )
 from storage.lineage import history as delta_history
 from storage.locks import file_lock
@@ -126,18 +127,15 @@ class Store:
     def _info_at(self, table: str, version: int | None) -> tuple[int, VersionInfo | None]:
         """(version, the store record describing its rows or None); version None = latest."""
         path = self._require(table)
-        # One loaded snapshot for the version and its history: a concurrent commit
-        # between two loads would pair this version with the next one's record.
+        # The version's record comes from its own commit file (lineage.commit_info): a
+        # history listing can move under a concurrent commit and mislabel versions.
         delta = DeltaTable(str(path))
         latest = delta.version()
         if version is None:
             version = latest
         if not 0 <= version <= latest:
             raise ValueError(f"table {table!r} has versions 0..{latest}, not {version}")
-        versions = [
-            v for v in delta_history(table, path, limit=latest - version + 1, delta=delta) if v.version <= version
-        ]
-        return version, content_info(versions)
+        return version, content_info_at(table, path, version)
 
     def latest(self, table: str) -> TableRef | None:
         """Ref of the newest version of `table`, None when it does not exist."""
@@ -326,7 +324,8 @@ class Store:
     def _sync_lineage(self, table: str, depth: int | None = _SYNC_DEPTH) -> None:
         """Append to `lineage` every store-written version of `table` it lacks (among the
         newest `depth` versions; all when None)."""
-        versions = delta_history(table, self._require(table), limit=depth)
+        path = self._require(table)
+        versions = versions_back(table, path, DeltaTable(str(path)).version(), depth)
         records = [v.lineage for v in versions if v.lineage is not None]
         if not records:
             return
