@@ -188,6 +188,7 @@ def _commit_all(
         refs = {}
         for table in sorted(outputs):
             out = outputs[table]
-            data, mode = (out.data, "append") if isinstance(out, Append) else (out, "overwrite")
+            mode: WriteMode = "append" if isinstance(out, Append) else "overwrite"
+            data = out.data if isinstance(out, Append) else out
             refs[table] = store.write(table, data, mode=mode, read_version=snapshot.versions[table], **args)
         return refs

@@ -170,7 +170,7 @@ def versions_back(table: str, path: Path, newest: int, depth: int | None) -> lis
     """Versions `newest`, `newest - 1`, ... (at most `depth`), newest first, each read from
     its own commit file; falls back to the Delta history for versions whose file is gone."""
     oldest = 0 if depth is None else max(0, newest - depth + 1)
-    infos = []
+    infos: list[VersionInfo] = []
     for version in range(newest, oldest - 1, -1):
         info = commit_info(table, path, version)
         if info is None:

@@ -177,7 +177,7 @@ class Store:
         """The Arrow schema `table` was written with at `version` (latest when None)."""
         version, info = self._info_at(table, version)
         if info is None or info.schema is None:
-            return DeltaTable(str(self.table_path(table)), version=version).schema().to_arrow()  # type: ignore[return-value]
+            return pa.schema(DeltaTable(str(self.table_path(table)), version=version).schema().to_arrow())
         return info.schema
 
     def history(self, table: str) -> list[VersionInfo]:
