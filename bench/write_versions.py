@@ -8,6 +8,9 @@ versions of `tools`, `tool_doc_variants`... and the `lineage` table grows by one
 per written version. Reports per ingest the wall time and the time spent inside
 `Store.write`, then the means of the first and last 10 ingests and their ratio (issue
 17 reported 1.25 s at the first version and about 2.6 s at the 230th).
+
+`--store-only` times bare `Store.write` calls instead (a 2-row `qrels` overwrite per
+version, no parsing): the store's own cost per write as history grows.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=300)
     parser.add_argument("--tools", type=int, default=200)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--store-only", action="store_true", help="time bare Store.write calls")
     args = parser.parse_args()
+    if args.store_only:
+        return store_only(args.versions, args.json)
     from storage import Store
     from tasks.stages.ingest import ingest
 
@@ -77,6 +83,39 @@ def main() -> int:
     print(json.dumps({k: v for k, v in figures.items() if k != "write_s_per_ingest"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+def store_only(versions: int, out: Path | None) -> int:
+    import pyarrow as pa
+
+    from storage import SCHEMAS, Store
+
+    walls = []
+    with tempfile.TemporaryDirectory(prefix="write-versions-") as tmp:
+        store = Store(Path(tmp) / "store")
+        for n in range(versions):
+            rows = pa.table(
+                {
+                    "query_id": [f"q{n}", "x"],
+                    "tool_id": ["t", "t"],
+                    "relevance": pa.array([1, 1], pa.int32()),
+                    "source": ["s", "s"],
+                },
+                schema=SCHEMAS["qrels"],
+            )
+            start = time.perf_counter()
+            store.write("qrels", rows)
+            walls.append(time.perf_counter() - start)
+    figures = {
+        "versions": versions,
+        "write_s_first10": round(statistics.mean(walls[:10]), 4),
+        "write_s_last10": round(statistics.mean(walls[-10:]), 4),
+        "write_s_by_50": [round(statistics.mean(walls[i : i + 50]), 4) for i in range(0, versions, 50)],
+    }
+    print(json.dumps(figures, indent=2))
+    if out:
+        out.write_text(json.dumps(figures, indent=2))
     return 0
 
 

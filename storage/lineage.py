@@ -147,6 +147,53 @@ def history(table: str, path: Path, limit: int | None = None, delta: DeltaTable 
     return [i for i in infos if i.version <= loaded.version()] if delta is not None else infos
 
 
+def commit_info(table: str, path: Path, version: int) -> VersionInfo | None:
+    """The version's commit as its own log file records it (None when that file is gone).
+
+    Read by version number from `_delta_log/<version>.json` itself: the log listing that
+    `DeltaTable.history` walks can move while a writer commits, which once paired a
+    version with the next commit's record (issue 17: a reader saw 113 rows described as
+    3,497)."""
+    log_file = path / "_delta_log" / f"{version:020d}.json"
+    try:
+        lines = log_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        action = json.loads(line)
+        if "commitInfo" in action:
+            return _parse_commit(table, {**action["commitInfo"], "version": version})
+    return _parse_commit(table, {"version": version})
+
+
+def versions_back(table: str, path: Path, newest: int, depth: int | None) -> list[VersionInfo]:
+    """Versions `newest`, `newest - 1`, ... (at most `depth`), newest first, each read from
+    its own commit file; falls back to the Delta history for versions whose file is gone."""
+    oldest = 0 if depth is None else max(0, newest - depth + 1)
+    infos: list[VersionInfo] = []
+    for version in range(newest, oldest - 1, -1):
+        info = commit_info(table, path, version)
+        if info is None:
+            older = [v for v in history(table, path) if v.version <= version]
+            return infos + older[: None if depth is None else depth - len(infos)]
+        infos.append(info)
+    return infos
+
+
+def content_info_at(table: str, path: Path, version: int) -> VersionInfo | None:
+    """`content_info` of `version`, walking back over content-preserving commits one file at a time."""
+    while version >= 0:
+        info = commit_info(table, path, version)
+        if info is None:
+            return content_info([v for v in history(table, path) if v.version <= version])
+        if info.lineage is not None:
+            return info
+        if info.operation not in _CONTENT_PRESERVING_OPS:
+            return None
+        version -= 1
+    return None
+
+
 def content_info(versions: Sequence[VersionInfo]) -> VersionInfo | None:
     """The store record that describes the rows of `versions[0]` (versions newest first).
 

@@ -47,8 +47,9 @@ from storage.lineage import (
     VersionInfo,
     code_version,
     commit_metadata,
-    content_info,
+    content_info_at,
     records_to_table,
+    versions_back,
 )
 from storage.lineage import history as delta_history
 from storage.locks import file_lock
@@ -64,6 +65,8 @@ _HOOKS = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=F
 # Lineage sync after each write looks this many versions back (a full scan grows with
 # history); `Store.sync_lineage` repairs older gaps.
 _SYNC_DEPTH = 16
+# Small files the lineage table may gather before they are compacted into one.
+_LINEAGE_MAX_FILES = 32
 
 
 class _Latest(Enum):
@@ -124,18 +127,15 @@ class Store:
     def _info_at(self, table: str, version: int | None) -> tuple[int, VersionInfo | None]:
         """(version, the store record describing its rows or None); version None = latest."""
         path = self._require(table)
-        # One loaded snapshot for the version and its history: a concurrent commit
-        # between two loads would pair this version with the next one's record.
+        # The version's record comes from its own commit file (lineage.commit_info): a
+        # history listing can move under a concurrent commit and mislabel versions.
         delta = DeltaTable(str(path))
         latest = delta.version()
         if version is None:
             version = latest
         if not 0 <= version <= latest:
             raise ValueError(f"table {table!r} has versions 0..{latest}, not {version}")
-        versions = [
-            v for v in delta_history(table, path, limit=latest - version + 1, delta=delta) if v.version <= version
-        ]
-        return version, content_info(versions)
+        return version, content_info_at(table, path, version)
 
     def latest(self, table: str) -> TableRef | None:
         """Ref of the newest version of `table`, None when it does not exist."""
@@ -177,7 +177,7 @@ class Store:
         """The Arrow schema `table` was written with at `version` (latest when None)."""
         version, info = self._info_at(table, version)
         if info is None or info.schema is None:
-            return DeltaTable(str(self.table_path(table)), version=version).schema().to_arrow()
+            return pa.schema(DeltaTable(str(self.table_path(table)), version=version).schema().to_arrow())
         return info.schema
 
     def history(self, table: str) -> list[VersionInfo]:
@@ -324,7 +324,8 @@ class Store:
     def _sync_lineage(self, table: str, depth: int | None = _SYNC_DEPTH) -> None:
         """Append to `lineage` every store-written version of `table` it lacks (among the
         newest `depth` versions; all when None)."""
-        versions = delta_history(table, self._require(table), limit=depth)
+        path = self._require(table)
+        versions = versions_back(table, path, DeltaTable(str(path)).version(), depth)
         records = [v.lineage for v in versions if v.lineage is not None]
         if not records:
             return
@@ -384,6 +385,18 @@ class Store:
             schema_mode=None,
             hooks=_HOOKS,
         )
+        self._compact_lineage()
+
+    def _compact_lineage(self) -> None:
+        """Rewrite the lineage table's small files into one once there are many.
+
+        Every store write appends one small file to `lineage`, and each write reads the
+        table back (which versions lack a row?): without compaction that read, and so
+        every write, grows with the store's history. OPTIMIZE keeps the rows; readers
+        see the same content (`content_info` looks through OPTIMIZE commits)."""
+        delta = DeltaTable(str(self.table_path(LINEAGE)))
+        if len(delta.file_uris()) > _LINEAGE_MAX_FILES:
+            delta.optimize.compact(post_commithook_properties=_HOOKS)
 
     # ---------------------------------------------------------------- checkpoints
     def register_checkpoint(

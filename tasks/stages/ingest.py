@@ -35,7 +35,7 @@ import pyarrow as pa
 from storage import SCHEMAS, Store, TableRef
 from storage.commit import Append, Snapshot
 from tasks.digests import sha256_json
-from tasks.stages.lifecycle import TOOL_EVENTS, change_events, changes_payload, newest_events
+from tasks.stages.lifecycle import TOOL_EVENTS, changes_payload, event_rows, newest_events
 from toolweaver.ingest import parse_source
 from toolweaver.ingest.lifecycle import catalog_changes
 from toolweaver.ingest.merge import merge_qrels, merge_queries, merge_tools, merge_trajectories, variant_to_tool
@@ -100,17 +100,20 @@ def ingest(
                 f"{dict(sorted(reasons.items()))}; nothing written"
             )
         out: dict[str, pa.Table | Append] = {t: to_arrow(t, rows[t]) for t in TABLES}
-        # The events commit with the tables they describe: one step, retried as one.
-        previous = newest_events(snap.read(TOOL_EVENTS))
-        out[TOOL_EVENTS] = Append(change_events(changes, result, previous, path=path, snapshot=snapshot, run_id=run_id))
+        if changes:
+            # Committed in the same step, before `tools` (tables commit in name order): a
+            # crash in between repeats the events on the next ingest instead of losing them.
+            previous = newest_events(snap.read(TOOL_EVENTS))
+            out[TOOL_EVENTS] = Append(
+                event_rows(previous, changes, result, path=path, snapshot=snapshot, run_id=run_id)
+            )
         return out
 
-    written = store.update([*TABLES, TOOL_EVENTS], merge, run_id=run_id, config_hash=config_hash)
+    written = store.update((*TABLES, TOOL_EVENTS), merge, run_id=run_id, config_hash=config_hash)
     refs = {t: written[t] for t in TABLES}
+    events = written.get(TOOL_EVENTS)
     result, repeats, changes = state["result"], state["repeats"], state["changes"]
     reasons = Counter(q.reason for q in state["quarantine"])
-    if changes:
-        log.info("tool events (%s): %s", source, changes.counts())
     summary = {
         "source": source,
         "path": None if path is None else str(path),
@@ -126,7 +129,7 @@ def ingest(
         "quarantine": dict(sorted(reasons.items())),
         "tables": {t: refs[t].rows for t in TABLES},
         "lifecycle": changes_payload(changes),
-        "refs": refs | {TOOL_EVENTS: written[TOOL_EVENTS]},
+        "refs": refs | ({TOOL_EVENTS: events} if events is not None else {}),
     }
     log.info("ingest %s: %s", source, json.dumps({k: v for k, v in summary.items() if k != "refs"}))
     return summary

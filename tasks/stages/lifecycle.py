@@ -16,6 +16,7 @@ and its latest event says it is retired, which is what the rest of the pipeline 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ from storage import SCHEMAS, Store
 from toolweaver.ingest.lifecycle import ADDED, CHANGED, RESTORED, RETIRED, CatalogChanges, ToolChange
 from toolweaver.ingest.records import ParseResult
 
+logger = logging.getLogger(__name__)
+
 Row = TypeVar("Row", bound=Mapping[str, Any])
 
 TOOL_EVENTS = "tool_events"
@@ -36,15 +39,18 @@ PREVIEW_IDS = 50  # tool ids per kind carried in an event payload (counts are al
 
 def latest_events(store: Store) -> dict[str, dict[str, Any]]:
     """{tool_id: its newest `tool_events` row} (empty when nothing was recorded yet)."""
-    return newest_events(store.read(TOOL_EVENTS) if store.exists(TOOL_EVENTS) else None)
+    if not store.exists(TOOL_EVENTS):
+        return {}
+    return newest_events(store.read(TOOL_EVENTS))
 
 
 def newest_events(events: pa.Table | None) -> dict[str, dict[str, Any]]:
     """{tool_id: its newest row} of a `tool_events` table (None: no table yet)."""
-    rows = [] if events is None else events.to_pylist()
+    if events is None:
+        return {}
     # `recorded_at` orders events; the row order of one append breaks ties (one event per tool per ingest).
     newest: dict[str, dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: r["recorded_at"]):
+    for row in sorted(events.to_pylist(), key=lambda r: r["recorded_at"]):
         newest[row["tool_id"]] = row
     return newest
 
@@ -76,16 +82,16 @@ def retired_since(store: Store, since: datetime) -> frozenset[str]:
     )
 
 
-def change_events(
+def event_rows(
+    previous: Mapping[str, Mapping[str, Any]],
     changes: CatalogChanges,
     result: ParseResult,
-    previous: Mapping[str, Mapping[str, Any]],
     *,
     path: Path | None,
     snapshot: bool,
-    run_id: str | None = None,
+    run_id: str | None,
 ) -> pa.Table:
-    """One `tool_events` row per change of one ingest (`previous`: each tool's newest event)."""
+    """The `tool_events` rows of one ingest's changes, given each tool's newest earlier event."""
     quarantined = {q.locator: q.reason for q in result.quarantine}
     now = datetime.now(UTC)
     rows = [

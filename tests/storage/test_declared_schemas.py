@@ -63,20 +63,6 @@ def _write_calls(tree: ast.Module) -> list[tuple[ast.Call, dict[str, str]]]:
     return calls
 
 
-def _listed_names(node: ast.List | ast.Tuple, constants: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
-    """Table names of `["a", NAME, *NAMES]` (strings, or module constants), None when unknown."""
-    names: list[str] = []
-    for element in node.elts:
-        inner = element.value if isinstance(element, ast.Starred) else element
-        if isinstance(inner, ast.Constant) and isinstance(inner.value, str):
-            names.append(inner.value)
-        elif isinstance(inner, ast.Name) and inner.id in constants:
-            names.extend(constants[inner.id])
-        else:
-            return None
-    return tuple(names)
-
-
 def written_tables() -> dict[str, list[str]]:
     """table -> the `file:line`s of the `<store>.write(table, ...)` calls in tasks/ and storage/."""
     files = sorted([*(ROOT / "tasks").rglob("*.py"), *(ROOT / "storage").rglob("*.py")])
@@ -86,25 +72,36 @@ def written_tables() -> dict[str, list[str]]:
         constants |= _string_constants(tree)
     tables: dict[str, list[str]] = {}
     for path, tree in trees.items():
+        # A module's own constants first (two modules may both define TABLE).
+        known = constants | _string_constants(tree)
         for node, loops in _write_calls(tree):
             if not node.args:
                 continue
             first, where = node.args[0], f"{path.relative_to(ROOT)}:{node.lineno}"
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                names: tuple[str, ...] = (first.value,)
-            elif isinstance(first, ast.List | ast.Tuple) and (listed := _listed_names(first, constants)) is not None:
-                names = listed
-            elif isinstance(first, ast.Name) and first.id in constants:
-                names = constants[first.id]
-            elif isinstance(first, ast.Name) and loops.get(first.id) in constants:
-                names = constants[loops[first.id]]
-            elif isinstance(first, ast.Name) and first.id in ("table", "self") and path.name in _GENERIC:
+            if isinstance(first, ast.Name) and first.id in ("table", "self") and path.name in _GENERIC:
                 continue  # the store's own generic write path, not a table writer
-            else:
+            names = _table_names(first, known, loops)
+            if names is None:
                 raise AssertionError(f"{where}: cannot tell which table this write targets: {ast.unparse(first)}")
             for name in names:
                 tables.setdefault(name, []).append(where)
     return tables
+
+
+def _table_names(node: ast.expr, known: dict[str, tuple[str, ...]], loops: dict[str, str]) -> tuple[str, ...] | None:
+    """The table names an argument denotes: "t", NAME, a loop variable, or a list/tuple of those."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return (node.value,)
+    if isinstance(node, ast.Starred):
+        return _table_names(node.value, known, loops)
+    if isinstance(node, ast.Name) and node.id in known:
+        return known[node.id]
+    if isinstance(node, ast.Name) and loops.get(node.id) in known:
+        return known[loops[node.id]]
+    if isinstance(node, ast.List | ast.Tuple):
+        parts = [_table_names(e, known, loops) for e in node.elts]
+        return None if any(p is None for p in parts) else tuple(n for p in parts for n in p)  # type: ignore[union-attr]
+    return None
 
 
 def test_the_walker_finds_the_known_writers() -> None:

@@ -22,7 +22,7 @@ import yaml
 
 from toolweaver.ingest import names
 from toolweaver.ingest.docs import build_tool
-from toolweaver.ingest.files import iter_files
+from toolweaver.ingest.isolation import isolate, read_files
 from toolweaver.ingest.quarantine import FILE_TOO_LARGE, NON_UTF8, decode_json, decode_jsonl
 from toolweaver.ingest.records import ParseResult
 from toolweaver.ingest.schema_refs import SchemaProblem
@@ -42,19 +42,27 @@ def read_catalog_files(
     path: Path, result: ParseResult, suffixes: tuple[str, ...] = JSON_SUFFIXES
 ) -> Iterator[tuple[str, str, Any]]:
     """(relative file, locator, document) per JSON document; a `.jsonl` file yields one per line."""
-    for rel, raw in iter_files(path, suffixes=suffixes):
-        result.files.add(rel)
-        if rel.endswith(".jsonl"):
-            for line, value in decode_jsonl(raw, rel, result):
-                yield rel, f"{rel}#L{line}", value
-        elif rel.endswith(YAML_SUFFIXES):
-            value = decode_yaml(raw, rel, result)
-            if value is not None:
-                yield rel, rel, value
-        else:
-            value = decode_json(raw, rel, result)
-            if value is not None:
-                yield rel, rel, value
+    # read_files refuses oversized files unread and quarantines unreadable ones;
+    # isolate turns any decoding failure (e.g. recursion depth) into a quarantine row.
+    for rel, raw in read_files(path, result, suffixes=suffixes):
+        documents: list[tuple[str, str, Any]] = []
+        with isolate(result, rel):
+            documents = list(_documents(rel, raw, result))
+        yield from documents
+
+
+def _documents(rel: str, raw: bytes, result: ParseResult) -> Iterator[tuple[str, str, Any]]:
+    if rel.endswith(".jsonl"):
+        for line, value in decode_jsonl(raw, rel, result):
+            yield rel, f"{rel}#L{line}", value
+    elif rel.endswith(YAML_SUFFIXES):
+        value = decode_yaml(raw, rel, result)
+        if value is not None:
+            yield rel, rel, value
+    else:
+        value = decode_json(raw, rel, result)
+        if value is not None:
+            yield rel, rel, value
 
 
 def decode_yaml(raw: bytes, locator: str, result: ParseResult) -> Any | None:
@@ -63,7 +71,7 @@ def decode_yaml(raw: bytes, locator: str, result: ParseResult) -> Any | None:
         result.reject(locator, FILE_TOO_LARGE, raw[:200])
         return None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # with or without a byte-order mark
     except UnicodeDecodeError as err:
         result.reject(locator, NON_UTF8, f"{err}: {raw[max(0, err.start - 80) : err.start + 80]!r}")
         return None
