@@ -7,6 +7,7 @@ description of one doc (chosen by `n`) so that each ingest changes the catalog.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -41,3 +42,15 @@ def edit_one_doc(dest: Path, n: int) -> None:
     doc["text"] = text.replace("api_description:", f"api_description:(edit {n}) ", 1)
     lines[i] = json.dumps(doc, ensure_ascii=False)
     (dest / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a small BEIR folder cut from ToolLens (for ingest benches).")
+    parser.add_argument("dest", type=Path, help="folder to write (created)")
+    parser.add_argument("--tools", type=int, default=200, help="corpus docs to keep (default 200)")
+    args = parser.parse_args()
+    print(make_folder(args.dest, args.tools))
+
+
+if __name__ == "__main__":
+    main()
