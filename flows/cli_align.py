@@ -5,8 +5,8 @@ that `toolweaver --help` stays fast.
 
 `retrieve` loads a registered `llm` checkpoint (the latest unless `--checkpoint`) and
 decodes with the codes that checkpoint was trained on, named by its meta `codes_version`:
-an int is a version of the `codes` table; a string (a tokenizer id) selects the newest
-`codes` rows of that tokenizer (`tasks.stages.evaluate.checkpoint_codes`; atomic checkpoints get
+an int is a version of the `codes` table; a string (a code-model id) selects the newest
+`codes` rows of that code model (`tasks.stages.evaluate.checkpoint_codes`; atomic checkpoints get
 the atomic tokens of the tools they were trained on).
 """
 

@@ -31,7 +31,7 @@ DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="auto (CUDA wh
 
 def tokenize(
     store: StoreOpt = None,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain the tokenizer and recompute every code.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Retrain the code model; recompute every code.")] = False,
     model: ModelOpt = None,
     levels: Annotated[int | None, typer.Option("--levels", min=1, help="L: code length.")] = None,
     codebook_size: Annotated[
@@ -46,7 +46,7 @@ def tokenize(
 ) -> None:
     """Embed new tool docs, refresh the co-usage graph, then assign codes.
 
-    With a trained tokenizer and existing codes only tools without a code are placed
+    With a trained code model and existing codes only tools without a code are placed
     (existing codes never change); --retrain recomputes everything.
     """
     setup_logging()

@@ -5,7 +5,7 @@ rebuilt nightly grows without bound. Two knobs bound it:
 
 - `prune_checkpoints`: per group (kind + the `stage` in the checkpoint's meta, so each
   fine-tuning stage is its own group) keep the newest `keep_last` folders, plus any id
-  the caller protects (e.g. the tokenizer that placed the current codes). Deleted
+  the caller protects (e.g. the code model that placed the current codes). Deleted
   folders keep their row in the `checkpoints` table (it is append-only history);
   `Store.checkpoints()` reports them with `present = false`.
 - `vacuum`: delete the Parquet files that only versions *not in use* reference.
@@ -14,7 +14,7 @@ In use (`in_use_versions`) means, per table:
 1. the newest `keep_last_versions` versions (always at least the latest one),
 2. every version written by the run that produced a surviving checkpoint under the
    checkpoint's config hash (what a kept model was built from: an LLM stage's
-   `train_metrics`, a tokenizer's `codes`), so a kept model can be traced and re-read,
+   `train_metrics`, a code model's `codes`), so a kept model can be traced and re-read,
 3. closed over lineage: the `inputs` of a version in use are in use.
 
 Vacuum lists candidates with delta-rs' own vacuum in dry-run mode (`keep_versions` =

@@ -5,14 +5,14 @@ Owns `codes`, `vocabulary`, `rqvae_epochs`, `collision_report`, `code_metrics` a
 (tasks.stages.cousage) and never writes them: every table has one owning stage.
 
     train_and_assign    train the RQ-VAE, assign unique codes to every tool, register the
-                        tokenizer checkpoint
-    assign_incremental  with a registered tokenizer and existing codes: encode only the
+                        code-model checkpoint
+    assign_incremental  with a registered code model and existing codes: encode only the
                         tools without a code and place them in free slots; existing codes
                         never change (a read-modify-write of `codes` through Store.update)
     build_codes         the stage: incremental unless `retrain` (or nothing exists yet)
 
-`codes_version` is the tokenizer checkpoint id: every code row says which trained
-tokenizer placed it. A tool whose doc changes keeps its code (stability first); only an
+`codes_version` is the code-model checkpoint id: every code row says which trained
+code model placed it. A tool whose doc changes keeps its code (stability first); only an
 explicit retrain recomputes all codes.
 """
 
@@ -79,7 +79,7 @@ class TokenizeResult:
 
 # ----------------------------------------------------------------------------- training
 def train_and_assign(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
-    """Train the tokenizer on every tool and (re)assign all codes."""
+    """Train the code model on every tool and (re)assign all codes."""
     from toolweaver.codes import assign_codes, code_metrics, save_rqvae, train_rqvae, vocabulary
 
     tools = read_tools(store)
@@ -141,7 +141,7 @@ def train_and_assign(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
 
 
 # ----------------------------------------------------------------------------- incremental
-def latest_tokenizer(store: Store) -> str | None:
+def latest_code_model(store: Store) -> str | None:
     """Id of the newest registered rqvae checkpoint, None when there is none."""
     listing = store.checkpoints(CHECKPOINT_KIND)
     if listing.num_rows == 0:
@@ -150,26 +150,26 @@ def latest_tokenizer(store: Store) -> str | None:
     return str(newest.column("checkpoint_id")[0].as_py())
 
 
-def _codes_tokenizer(store: Store) -> str | None:
-    """The tokenizer that placed the current codes (newest codes_version), None without codes."""
+def _current_code_model(store: Store) -> str | None:
+    """The code model that placed the current codes (newest codes_version), None without codes."""
     if not store.exists("codes"):
         return None
     versions = set(store.read("codes", columns=["codes_version"]).column("codes_version").to_pylist())
     if not versions:
         return None
     if len(versions) > 1:
-        raise RuntimeError(f"codes table mixes tokenizers {sorted(versions)}; rerun with retrain")
+        raise RuntimeError(f"codes table mixes code models {sorted(versions)}; rerun with retrain")
     return versions.pop()
 
 
 def assign_incremental(store: Store, cfg: TokenizeConfig, version: str) -> TokenizeResult:
-    """Codes for the tools that have none, placed by tokenizer `version`; existing rows untouched."""
+    """Codes for the tools that have none, placed by code model `version`; existing rows untouched."""
     from toolweaver.codes import assign_new_codes, load_rqvae
 
     meta = _checkpoint_meta(store, version)
     if meta.get("embed_model_key") != model_key(cfg.embed):
         raise ValueError(
-            f"tokenizer {version} was trained on embeddings {meta.get('embed_model_key')!r}, not "
+            f"code model {version} was trained on embeddings {meta.get('embed_model_key')!r}, not "
             f"{model_key(cfg.embed)!r}: use the same --model/template or pass --retrain"
         )
     model, rq_cfg = load_rqvae(store.checkpoint_path(version))
@@ -195,14 +195,14 @@ def assign_incremental(store: Store, cfg: TokenizeConfig, version: str) -> Token
     inputs = _refs(store, "tools", "embeddings", "codes")
     refs = store.update(["codes"], place_new, inputs=inputs, config_hash=config_hash(cfg))
     if not placed:
-        logger.info("incremental codes: every tool already has a code (tokenizer %s)", version)
+        logger.info("incremental codes: every tool already has a code (code model %s)", version)
         return TokenizeResult("incremental", 0, 0, version, {"codes": store.latest("codes")})
-    logger.info("incremental codes: %d new tools placed (tokenizer %s)", len(placed), version)
+    logger.info("incremental codes: %d new tools placed (code model %s)", len(placed), version)
     return TokenizeResult("incremental", 0, len(placed), version, {"codes": refs["codes"]})
 
 
 def _check_overrides(cfg: TokenizeConfig, trained: Any) -> None:
-    """Fail when the caller asked for tokenizer settings that differ from the trained one."""
+    """Fail when the caller asked for code-model settings that differ from the trained one."""
     # Asked for = differs from the schema default (a config that went through JSON has
     # every field set, so "set explicitly" cannot be told apart any more).
     ignore = {"device", "amp"}
@@ -216,7 +216,7 @@ def _check_overrides(cfg: TokenizeConfig, trained: Any) -> None:
     }
     if differs:
         raise ValueError(
-            f"the existing tokenizer differs from the requested settings {differs} (requested, trained); "
+            f"the existing code model differs from the requested settings {differs} (requested, trained); "
             "pass --retrain to retrain with them"
         )
 
@@ -224,7 +224,7 @@ def _check_overrides(cfg: TokenizeConfig, trained: Any) -> None:
 def _checkpoint_meta(store: Store, version: str) -> dict[str, Any]:
     rows = store.checkpoints(CHECKPOINT_KIND).filter(pc.field("checkpoint_id") == version)
     if rows.num_rows == 0:
-        raise KeyError(f"codes name tokenizer {version!r}, which is not registered in {store.root}")
+        raise KeyError(f"codes name code model {version!r}, which is not registered in {store.root}")
     return json.loads(rows.column("meta")[0].as_py() or "{}")
 
 
@@ -234,7 +234,7 @@ def build_codes(store: Store, cfg: TokenizeConfig) -> TokenizeResult:
 
     Needs every tool embedded under `cfg.embed` (the embed stage) and reads `cousage`.
     """
-    version = _codes_tokenizer(store)
+    version = _current_code_model(store)
     if cfg.retrain or version is None:
         return train_and_assign(store, cfg)
     return assign_incremental(store, cfg, version)

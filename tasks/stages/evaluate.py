@@ -129,7 +129,7 @@ def _ref_at(store: Store, table: str, version: int) -> TableRef:
 def codes_of_version(
     store: Store, codes_version: str, table_version: int | None = None
 ) -> tuple[dict[str, str], TableRef]:
-    """tool_id -> code of tokenizer `codes_version`, read at `table_version` when given, else
+    """tool_id -> code of code model `codes_version`, read at `table_version` when given, else
     at the newest `codes` table version holding that codes version: the table holds one
     codes version at a time (a retokenisation, e.g. `tokenize --retrain --lambda 0`,
     overwrites it), so an older model's codes are found in the table's history, with the
@@ -158,7 +158,7 @@ def checkpoint_codes(store: Store, meta: Mapping[str, object]) -> MethodCodes:
     """The codes a checkpoint decodes with, from its meta (`tokens`, `codes_version`,
     `codes_table_version`), retired tools left out: `codes` -> the newest codes of its
     version (incrementally placed tools included); `atomic` -> the atomic token of every tool of the exact table
-    version it was trained on (its tokenizer has a token for those tools only)."""
+    version it was trained on (its HF tokenizer has a token for those tools only)."""
     if "codes_version" not in meta:
         raise KeyError("checkpoint meta has no 'codes_version': cannot tell which codes it was trained on")
     tokens = str(meta.get("tokens", "codes"))
@@ -213,7 +213,7 @@ def _with_new_codes(store: Store, found: MethodCodes, missing: Sequence[str]) ->
         result = assign_incremental(store, TokenizeConfig(embed=embed), found.codes_version)
         codes, ref = codes_of_version(store, found.codes_version)
         logger.info(
-            "coded %d new tools with tokenizer %s (codes v%d)", result.n_new_codes, found.codes_version, ref.version
+            "coded %d new tools with code model %s (codes v%d)", result.n_new_codes, found.codes_version, ref.version
         )
     else:
         # An older codes version (replaced by a retokenisation): extend it in memory only.
@@ -244,25 +244,25 @@ def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], e
     levels = assign_new_codes(model, tool_vectors(store, tools, embed), existing, rq_cfg)
     ids = tools.column("tool_id").to_pylist()
     logger.info(
-        "placed %d new tools in memory with tokenizer %s (not the store's current codes)", len(ids), found.codes_version
+        "placed %d new tools in memory with code model %s (not the store's codes)", len(ids), found.codes_version
     )
     return {t: format_code(row) for t, row in zip(ids, levels.tolist(), strict=True)}
 
 
 def _embed_config(store: Store, codes_version: str):
-    """The embedder the codes' tokenizer was trained on (its meta `embed_model_key`)."""
+    """The embedder the codes' code model was trained on (its meta `embed_model_key`)."""
     from toolweaver.codes.embed import EmbedConfig, model_key
 
     rows = [r for r in store.checkpoints(kind="rqvae").to_pylist() if r["checkpoint_id"] == codes_version]
     if not rows:
         raise KeyError(
-            f"codes {codes_version!r} name no registered tokenizer (rqvae checkpoint): new tools cannot be coded"
+            f"codes {codes_version!r} name no registered code model (rqvae checkpoint): new tools cannot be coded"
         )
     key = str(json.loads(rows[0]["meta"] or "{}").get("embed_model_key", ""))
     config = EmbedConfig(model=key.split("#", 1)[0], show_progress=False)
     if model_key(config) != key:
         raise ValueError(
-            f"tokenizer {codes_version} was trained on embeddings {key!r}, made with a non-default doc template or "
+            f"code model {codes_version} was trained on embeddings {key!r}, made with a non-default doc template or "
             "normalisation; code the new tools with `toolweaver tokenize` (same settings) before evaluating"
         )
     return config

@@ -310,7 +310,7 @@ def finetune_stage(
         "init": init or "base",
         "tokens": config.tokens,
         # The codes the model emits (codes) or whose tools it has tokens for (atomic):
-        # tokenizer id + the `codes` table version, so evaluation decodes with exactly these.
+        # code-model id + the `codes` table version, so evaluation decodes with exactly these.
         "codes_version": codes.codes_version,
         "codes_table_version": codes.ref.version,
         "vocab_init": _vocab_init(store, init, config),

@@ -1,8 +1,8 @@
 """Retention of a store: prune old checkpoints, vacuum old Delta files (storage.retention).
 
 The store layer decides what is in use from lineage; this layer adds what only the
-pipeline knows: the tokenizer (rqvae checkpoint) that placed the current codes must
-survive however many tokenizers were trained since, or new tools could not be placed.
+pipeline knows: the code model (rqvae checkpoint) that placed the current codes must
+survive however many code models were trained since, or new tools could not be placed.
 Used by the `toolweaver vacuum` command and the flows' `retention` parameter.
 """
 
@@ -78,7 +78,7 @@ class RetentionReport(BaseModel):
 
 
 def protected_checkpoints(store: Store) -> set[str]:
-    """Checkpoint ids the current tables point at: the tokenizer(s) of the `codes` rows."""
+    """Checkpoint ids the current tables point at: the code model(s) of the `codes` rows."""
     if not store.exists("codes"):
         return set()
     return set(store.read("codes", columns=["codes_version"]).column("codes_version").to_pylist()) - {None}

@@ -2,7 +2,7 @@
 
 Each stage owns its tables (embed: `embeddings`; cousage: `cousage`; codes: `codes` and
 the code model's tables) and commits them through the store's write protocol; this
-module only chains them for the CLI and scripts, and exports the tokenizer inputs.
+module only chains them for the CLI and scripts, and exports the code-model benchmark inputs.
 """
 
 from __future__ import annotations

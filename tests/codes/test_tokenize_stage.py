@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from storage import SCHEMAS, Store
-from tasks.stages.codes import TokenizeConfig, latest_tokenizer
+from tasks.stages.codes import TokenizeConfig, latest_code_model
 from tasks.stages.cousage import build_cousage
 from tasks.stages.tokenize import export_tokenizer_inputs, tokenize
 from toolweaver.codes.embed import EmbedConfig
@@ -135,7 +135,7 @@ def test_tokenize_then_500_new_tools_keeps_every_existing_code(
     codes_before = _codes(store)
     assert len(codes_before) == old_tools.num_rows
     assert len({c for c, _, _ in codes_before.values()}) == old_tools.num_rows  # all unique
-    assert latest_tokenizer(store) == first.codes_version
+    assert latest_code_model(store) == first.codes_version
     assert store.read("vocabulary").num_rows == 2 * 128
     assert store.read("rqvae_epochs").num_rows == 1 + 4 + 1  # warm-up, quantised epochs, cell-frame refit
     metrics = store.read("code_metrics").to_pylist()[0]
