@@ -1,0 +1,76 @@
+"""BFCL parameter documents -> JSON Schema, mapped once.
+
+BFCL documents use Python type names where JSON Schema has others: `dict` -> `object`,
+`float` -> `number`, `tuple` -> `array`, and `any` -> no type constraint. Only the keys
+that constrain values are kept (type, properties, required, items, enum, numeric bounds,
+additionalProperties when it is a schema); BFCL's extra keys (`optional`, `default`,
+`format`, descriptions) say nothing a validator or a grammar can use. Schemas already in
+JSON Schema pass through unchanged apart from that filter.
+
+Generation bounds (`bound_for_generation`): a grammar alone cannot stop an untrained or
+looping model from writing an endless string or array, so the schema the argument phase
+compiles caps string length and array size; the cap is large enough for BFCL's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+_TYPE_MAP = {"dict": "object", "float": "number", "tuple": "array", "any": None}
+_KEPT = ("enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems")
+MAX_STRING_CHARS = 200
+MAX_ARRAY_ITEMS = 16
+
+
+def to_json_schema(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A BFCL `parameters` document as a JSON Schema object schema."""
+    schema = _convert(parameters or {})
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+    return schema
+
+
+def _convert(node: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    kind = node.get("type")
+    if isinstance(kind, str):
+        mapped = _TYPE_MAP.get(kind, kind)
+        if mapped is not None:
+            out["type"] = mapped
+    elif isinstance(kind, list):
+        out["type"] = [t for t in (_TYPE_MAP.get(k, k) for k in kind) if t is not None]
+    for key in _KEPT:
+        if key in node:
+            out[key] = node[key]
+    properties = node.get("properties")
+    if isinstance(properties, Mapping):
+        out["properties"] = {
+            name: _convert(sub if isinstance(sub, Mapping) else {}) for name, sub in properties.items()
+        }
+        required = [r for r in node.get("required") or [] if r in properties]
+        if required:
+            out["required"] = required
+    if isinstance(node.get("items"), Mapping):
+        out["items"] = _convert(node["items"])
+    if isinstance(node.get("additionalProperties"), Mapping):
+        out["additionalProperties"] = _convert(node["additionalProperties"])
+    return out
+
+
+def bound_for_generation(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` with every string capped at MAX_STRING_CHARS and every array at
+    MAX_ARRAY_ITEMS (existing tighter bounds kept), so constrained generation ends."""
+    out = dict(schema)
+    kinds = out.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    if "string" in kinds and "enum" not in out:
+        out["maxLength"] = min(int(out.get("maxLength", MAX_STRING_CHARS)), MAX_STRING_CHARS)
+    if "array" in kinds:
+        out["maxItems"] = min(int(out.get("maxItems", MAX_ARRAY_ITEMS)), MAX_ARRAY_ITEMS)
+    if "properties" in out:
+        out["properties"] = {k: bound_for_generation(v) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = bound_for_generation(out[key])
+    return out
