@@ -25,7 +25,7 @@ import xgrammar as xgr
 
 from toolweaver.agent.schema import bound_for_generation
 
-MAX_ARGUMENT_TOKENS = 512
+MAX_ARGUMENT_TOKENS = 1024  # a cap for runaway generations; BFCL answers need far fewer
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ BFCL documents use Python type names where JSON Schema has others: `dict` -> `ob
 that constrain values are kept (type, properties, required, items, enum, numeric bounds,
 additionalProperties when it is a schema); BFCL's extra keys (`optional`, `default`,
 `format`, descriptions) say nothing a validator or a grammar can use. Schemas already in
-JSON Schema pass through unchanged apart from that filter.
+JSON Schema pass through unchanged apart from that filter. A type name that is neither
+JSON Schema nor mapped (BFCL's Java/JavaScript categories use `String`, `HashMap`, `long`…,
+values BFCL passes as source text) constrains nothing, like `any`.
 
 Generation bounds (`bound_for_generation`): a grammar alone cannot stop an untrained or
 looping model from writing an endless string or array, so the schema the argument phase
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 _TYPE_MAP = {"dict": "object", "float": "number", "tuple": "array", "any": None}
+JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
 _KEPT = ("enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems")
 MAX_STRING_CHARS = 200
 MAX_ARRAY_ITEMS = 16
@@ -34,15 +37,14 @@ def to_json_schema(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 def _convert(node: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     kind = node.get("type")
-    if isinstance(kind, str):
-        mapped = _TYPE_MAP.get(kind, kind)
-        if mapped is not None:
-            out["type"] = mapped
-    elif isinstance(kind, list):
-        out["type"] = [t for t in (_TYPE_MAP.get(k, k) for k in kind) if t is not None]
+    kinds = [_TYPE_MAP.get(k, k) for k in (kind if isinstance(kind, list) else [kind])]
+    if kinds and all(k in JSON_TYPES for k in kinds):
+        out["type"] = kinds[0] if len(kinds) == 1 else kinds
     for key in _KEPT:
         if key in node:
             out[key] = node[key]
+    if "enum" in out and "type" in out and not any(_has_type(v, out["type"]) for v in out["enum"]):
+        del out["type"]  # e.g. `boolean` with enum ['True', 'False']: the enum says what is meant
     properties = node.get("properties")
     if isinstance(properties, Mapping):
         out["properties"] = {
@@ -56,6 +58,26 @@ def _convert(node: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(node.get("additionalProperties"), Mapping):
         out["additionalProperties"] = _convert(node["additionalProperties"])
     return out
+
+
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def _has_type(value: Any, kinds: str | list[str]) -> bool:
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if isinstance(value, bool) and kind in ("integer", "number"):
+            continue
+        if isinstance(value, _PYTHON_TYPES[kind]):
+            return True
+    return False
 
 
 def bound_for_generation(schema: Mapping[str, Any]) -> dict[str, Any]:
