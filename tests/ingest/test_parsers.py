@@ -219,11 +219,16 @@ def test_bfcl_names_queries_qrels_trajectories(tmp_path: Path) -> None:
 
 
 def test_bfcl_package_is_found_without_importing_it() -> None:
+    """In a fresh interpreter: other tests (the scorers, the executors) import bfcl_eval."""
+    import subprocess
     import sys
 
-    data = bfcl.default_data_dir()
-    assert (data / "possible_answer").is_dir()
-    assert "bfcl_eval" not in sys.modules
+    assert (bfcl.default_data_dir() / "possible_answer").is_dir()
+    probe = (
+        "import sys; from toolweaver.ingest import bfcl; bfcl.parse; bfcl.default_data_dir(); "
+        "assert 'bfcl_eval' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_toolgen_sharegpt(tmp_path: Path) -> None:

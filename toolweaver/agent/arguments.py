@@ -53,7 +53,7 @@ class ArgumentGenerator:
 
     def matcher(self, schema: Mapping[str, Any]) -> xgr.GrammarMatcher:
         compiled = self.compiler.compile_json_schema(
-            json.dumps(bound_for_generation(schema), sort_keys=True),
+            json.dumps(bound_for_generation(schema)),  # not sort_keys: property order is the output order
             any_whitespace=False,
             separators=(", ", ": "),
             strict_mode=True,

@@ -32,6 +32,7 @@ from toolweaver.agent.executors import Executor, NoExecutor
 from toolweaver.align.datasets import AGENT_SYSTEM, FINISH_DOC, DatasetConfig, message, observation_text
 from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
 from toolweaver.align.vocab import FINISH_TOKEN
+from toolweaver.ingest.bfcl import named_arguments
 
 FINISH_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -165,7 +166,9 @@ def transcript(
     config: AgentConfig | None = None,
 ) -> list[dict[str, Any]]:
     """The conversation the loop produces when it makes exactly these calls
-    (`[(user text, [(tool, arguments), …]), …]`): a training example in the agent's format."""
+    (`[(user text, [(tool, arguments), …]), …]`): a training example in the agent's format.
+    Arguments are written in the schema's property order, the order the argument grammar
+    generates them in."""
     config = config or AgentConfig()
     executor = executor or NoExecutor()
     messages = [message("system", AGENT_SYSTEM, False)]
@@ -174,7 +177,8 @@ def transcript(
         for tool, arguments in calls:
             messages.append(message("assistant", tool.code, True))
             messages.append(message("user", tool.documentation, False))
-            messages.append(message("assistant", json.dumps(arguments, ensure_ascii=False), True))
+            ordered = named_arguments(dict(arguments), tuple(tool.schema.get("properties", {})))
+            messages.append(message("assistant", json.dumps(ordered, ensure_ascii=False), True))
             observation = executor.run(tool.name, arguments)
             if config.observe:
                 messages.append(message("user", observation_text(observation, config.dataset), False))

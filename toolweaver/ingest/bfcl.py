@@ -28,9 +28,9 @@ one split (`toolweaver.align.splits.bfcl_half`, by the question's or conversatio
 id): the train half gets split `train`, the held-out half `test` (a held-out source
 split, so no example built from it is trained on). Multi-turn ground truth additionally
 becomes a trajectory: the user turns interleaved with one assistant message per call,
-written as `function_call` with JSON arguments named and ordered as the document lists
-its parameters (BFCL's call strings sometimes pass positional arguments); `tool_ids` in
-call order.
+written as `function_call` with JSON arguments (BFCL's call strings sometimes pass
+positional arguments: they are named by the document's parameter order) in the stored
+document's property order (sorted); `tool_ids` in call order.
 """
 
 from __future__ import annotations
@@ -274,8 +274,10 @@ def _trajectory(
                 result.reject(f"{loc}.ground_truth[{turn_index}][{call_index}]", BAD_CALL, call)
                 continue
             name, arguments = parsed
-            ordered = named_arguments(arguments, given[name].parameter_order)
-            function_call = {"name": name, "arguments": json.dumps(ordered, ensure_ascii=False)}
+            # Named by the document's parameter order; written in the stored document's order
+            # (canonical JSON sorts property names), the order the agent's grammar emits.
+            named = named_arguments(arguments, given[name].parameter_order)
+            function_call = {"name": name, "arguments": json.dumps(dict(sorted(named.items())), ensure_ascii=False)}
             messages.append({"role": "assistant", "content": "", "function_call": function_call})
             called.append(name)
     tool_ids = tuple(given[name].tool_id for name in called)
