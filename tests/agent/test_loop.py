@@ -9,13 +9,11 @@ import importlib.util
 import json
 
 import pytest
-import torch
 
-from tests.agent.helpers import char_tokenizer
+from tests.agent.helpers import char_tokenizer, train_to_memorise
 from toolweaver.agent.catalog import CatalogTool, build_catalog
 from toolweaver.agent.executors import NO_EXECUTOR, BfclExecutor
 from toolweaver.agent.loop import Agent, AgentConfig, transcript
-from toolweaver.align.collate import IGNORE_INDEX, encode_conversation
 from toolweaver.align.datasets import DatasetConfig
 from toolweaver.align.splits import bfcl_half
 from toolweaver.align.tiny import tiny_llama
@@ -81,30 +79,6 @@ def _model_and_tokenizer(texts: list[str], catalog: list[CatalogTool], seed: int
     return tiny_llama(len(tokenizer), seed=seed, hidden_size=64), tokenizer
 
 
-def _train_to_memorise(model, tokenizer, conversations: list[list[dict]], max_steps: int = 400) -> int:
-    """Full-batch AdamW on the assistant tokens until every one is the argmax; returns steps."""
-    encoded = [encode_conversation(tokenizer, c, max_length=4096) for c in conversations]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
-    for step in range(1, max_steps + 1):
-        optimizer.zero_grad()
-        correct = True
-        for example in encoded:
-            ids = torch.tensor([example.input_ids])
-            labels = torch.tensor([example.labels])
-            logits = model(input_ids=ids).logits[0, :-1]
-            target = labels[0, 1:]
-            keep = target != IGNORE_INDEX
-            torch.nn.functional.cross_entropy(logits[keep], target[keep]).backward()
-            correct &= bool((logits[keep].argmax(-1) == target[keep]).all())
-        if correct:
-            model.eval()
-            return step
-        optimizer.step()
-    model.eval()
-    raise AssertionError(f"the tiny model did not memorise {len(encoded)} conversations in {max_steps} steps")
-
-
 @pytest.fixture(scope="module")
 def setup():
     entries = _conversations(2)
@@ -116,7 +90,7 @@ def setup():
     ]
     texts = [m["content"] for c in conversations for m in c]
     trained, tokenizer = _model_and_tokenizer(texts, catalog, seed=0)
-    steps = _train_to_memorise(trained, tokenizer, conversations)
+    steps = train_to_memorise(trained, tokenizer, conversations)
     untrained, _ = _model_and_tokenizer(texts, catalog, seed=1)
     return entries, catalog, turns, tokenizer, trained, untrained, steps
 

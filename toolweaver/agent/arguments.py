@@ -31,7 +31,7 @@ MAX_ARGUMENT_TOKENS = 1024  # a cap for runaway generations; BFCL answers need f
 @dataclass(frozen=True)
 class Generated:
     text: str  # the argument JSON text
-    arguments: dict[str, Any] | None  # parsed, None when the budget ran out first
+    arguments: Any  # the parsed JSON value, None when the budget ran out first
     token_ids: tuple[int, ...]
     complete: bool  # the grammar reached an accepting state and EOS was chosen
 
