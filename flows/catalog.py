@@ -1,8 +1,9 @@
 """Rebuild flows: the `watch-catalog` sensor and the `rebuild` flow it triggers.
 
 `watch-catalog` (scheduled) hashes the watched `{source, path}` tool sources by
-content and emits the Prefect event `toolweaver.catalog.changed` (payload: the new
-digest) only when the digest changed since its last run. The `on-catalog-change`
+content and emits the Prefect event `toolweaver.catalog.changed` only when the digest
+changed since its last run; its payload carries the new digest and the catalog changes a
+rebuild will make (tools added, changed, retired: a dry-run ingest against the store). The `on-catalog-change`
 deployment of `rebuild` is triggered by that event; `nightly-rebuild` runs it on a
 cron schedule. Because every stage is cached on content digests, a rebuild over an
 unchanged catalog is all `Cached` and writes no table version.
@@ -10,9 +11,9 @@ unchanged catalog is all `Cached` and writes no table version.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.build import build
 from tasks.prefect.plan import BuildConfig, BuildResult
@@ -34,6 +35,15 @@ def watch_catalog(
 
 
 @flow(name="rebuild", flow_run_name="rebuild-catalog-{digest}")
-def rebuild(config: BuildConfig = BuildConfig(), digest: str | None = None) -> BuildResult:  # noqa: B008
-    """Rebuild after a catalog change (`digest` = the event's new catalog digest, for the record)."""
+def rebuild(
+    config: BuildConfig = BuildConfig(),  # noqa: B008
+    digest: str | None = None,
+    changes: dict[str, Any] | None = None,
+) -> BuildResult:
+    """Rebuild after a catalog change (`digest` = the event's new catalog digest and
+    `changes` = the tools it said would be added, changed and retired, for the record;
+    the ingest stage's facts `tools_added` / `tools_changed` / `tools_retired` say what
+    the rebuild actually did)."""
+    if changes is not None:
+        get_run_logger().info("catalog changes announced by the event: %s", changes.get("counts"))
     return build(config)

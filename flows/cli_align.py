@@ -149,12 +149,16 @@ def _pick_checkpoint(store, checkpoint_id: str | None) -> tuple[str, dict]:
 
 
 def _codes_for(store, meta: dict) -> dict[str, str]:
-    """{tool_id: code (or atomic token)} the checkpoint was trained on."""
+    """{tool_id: code (or atomic token)} the checkpoint was trained on, retired tools left out."""
     from tasks.stages.evaluate import checkpoint_codes
 
     if isinstance(meta.get("codes_version"), int):
+        from tasks.stages.lifecycle import active_codes
+
         table = store.read("codes", version=meta["codes_version"], columns=["tool_id", "code"])
-        return dict(zip(table.column("tool_id").to_pylist(), table.column("code").to_pylist(), strict=True))
+        return active_codes(
+            store, dict(zip(table.column("tool_id").to_pylist(), table.column("code").to_pylist(), strict=True))
+        )
     return checkpoint_codes(store, meta).codes
 
 

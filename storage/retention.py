@@ -76,8 +76,8 @@ def in_use_versions(store: Store, keep_last_versions: int = 1) -> dict[str, set[
     frontier = [(t, v) for t, versions in keep.items() for v in versions]
     while frontier:
         table, version = frontier.pop()
-        row = lineage.get((table, version))
-        for input_table, input_version in json.loads(row["inputs"]) if row else ():
+        entry = lineage.get((table, version))
+        for input_table, input_version in json.loads(entry["inputs"]) if entry else ():
             if input_version not in keep[input_table]:
                 keep[input_table].add(input_version)
                 frontier.append((input_table, input_version))

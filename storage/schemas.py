@@ -84,6 +84,21 @@ SCHEMAS: dict[str, pa.Schema] = {
             _f("excerpt", _STR),  # <= 500 chars
         ]
     ),
+    # Append-only log of catalog changes (tasks/stages/lifecycle.py): a retired tool is
+    # a row here, never a deletion; its latest event says whether it is active.
+    "tool_events": pa.schema(
+        [
+            _f("tool_id", _STR, False),
+            _f("event", _STR, False),  # added | changed | retired | restored
+            _f("source", _STR, False),  # the ingest that observed it
+            _f("old_doc_hash", _STR),  # null for added
+            _f("new_doc_hash", _STR),  # null for retired
+            _f("reason", _STR, False),
+            _f("ingested_path", _STR),
+            _f("run_id", _STR),
+            _f("recorded_at", _UTC_US, False),
+        ]
+    ),
     "lineage": pa.schema(
         [
             _f("table", _STR, False),

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -127,7 +128,7 @@ def _all_history(root: Path, names: list[str]) -> dict[str, list[VersionInfo]]:
     return {n: history(n, root / "tables" / n) for n in names if n != LINEAGE}
 
 
-def _written_at(info: VersionInfo):
+def _written_at(info: VersionInfo) -> datetime:
     return info.lineage.written_at if info.lineage is not None else info.committed_at
 
 

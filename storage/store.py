@@ -32,6 +32,7 @@ from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, wr
 from storage import checkpoints as _checkpoints
 from storage.delta import ordered_dataset
 from storage.digest import chain_digest, schema_text, table_digest
+from storage.format import open_format
 from storage.lineage import (
     LineageRecord,
     VersionInfo,
@@ -78,6 +79,8 @@ class Store:
         # Writes without an explicit run id belong to this Store's session, so that
         # `--as-of <run id>` also works for plain scripts and CLI commands.
         self.run_id = str(run_id) if run_id else (f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+        # Create, migrate or refuse by the store's format version (storage/format.py).
+        self.format_version = open_format(self)
 
     # ---------------------------------------------------------------- paths
     def table_path(self, table: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,14 @@ def ingest(
     maybe_fail("ingest", inject_failure)
     st = open_store(store)
     refs: dict[str, Any] = {}
+    counts: Counter[str] = Counter()
     for src in sources:
         path = _profile_cut(store, src, bfcl_subset)
-        for ref in ingest_stage.ingest_source(st, source=src.source, path=path):
-            refs[ref.table] = ref  # later sources' versions supersede earlier ones
-    return result_of("ingest", refs.values())
+        summary = ingest_stage.ingest(st, src.source, path, snapshot=src.snapshot)
+        refs.update(summary["refs"])  # later sources' versions supersede earlier ones
+        counts.update(summary["lifecycle"]["counts"])
+    # The catalog changes ride along as facts: tools added, changed (re-embedded), retired.
+    return result_of("ingest", refs.values(), **{f"tools_{k}": counts[k] for k in ("added", "changed", "retired")})
 
 
 def _profile_cut(store: str, src: SourceSpec, subset: BfclSubset | None) -> Path | None:
@@ -155,7 +159,8 @@ def _stage_start(
     """(start checkpoint, examples table, facts) of a fine-tuning stage.
 
     Later stages follow the first: an update chain trains every stage on `sft_update`.
-    The first stage starts from the previous model when tools were added since it.
+    The first stage starts from the previous model when tools were added, changed or
+    retired since it.
     """
     if init is not None:
         update_from = init.facts.get("update_from")
@@ -166,15 +171,20 @@ def _stage_start(
             ({"update_from": update_from} if update_from else {}),
         )
     previous = update_stage.previous_model(st, config.stages[-1], config.model) if update.enabled else None
-    new_codes = update_stage.new_tool_codes(st, previous.known_tools) if previous else {}
-    if previous is None or not new_codes:
+    if previous is None:
         return None, finetune_stage.SFT_EXAMPLES, {}
-    _, counts = update_stage.write_update_examples(st, new_codes, update, run_id=run_id)
-    logger.info("finetune-%s: %d new tools, continuing %s (%s)", stage, len(new_codes), previous.checkpoint_id, counts)
+    new_codes = update_stage.new_tool_codes(st, previous.known_tools)
+    changed_codes = update_stage.changed_tool_codes(st, previous)
+    retired = update_stage.retired_since_model(st, previous)
+    if not (new_codes or changed_codes or retired):
+        return None, finetune_stage.SFT_EXAMPLES, {}
+    _, counts = update_stage.write_update_examples(st, new_codes | changed_codes, update, run_id=run_id)
+    lifecycle = {"new_tools": len(new_codes), "changed_tools": len(changed_codes), "retired_tools": len(retired)}
+    logger.info("finetune-%s: %s, continuing %s (%s)", stage, lifecycle, previous.checkpoint_id, counts)
     return (
         previous.checkpoint_id,
         update_stage.SFT_UPDATE,
-        {"update_from": previous.checkpoint_id, "new_tools": len(new_codes), **counts},
+        {"update_from": previous.checkpoint_id, **lifecycle, **counts},
     )
 
 

@@ -53,7 +53,8 @@ def value_digest(value: Any) -> Any:
     if isinstance(value, SourceSpec):
         if value.path is None:
             raise ValueError(f"source {value.source!r} has no path yet: resolve it before it enters a cache key")
-        return {"source": value.source, "content": content_digest(value.path)}
+        key = {"source": value.source, "content": content_digest(value.path)}
+        return key | {"snapshot": True} if value.snapshot else key  # plain specs keep their old keys
     if isinstance(value, StageResult):
         return {"stage": value.stage, "outputs": value.digest}
     if isinstance(value, TableVersion):

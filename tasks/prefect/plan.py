@@ -99,7 +99,7 @@ def resolve_source(spec: SourceSpec) -> SourceSpec:
     path = default_data_dir() if spec.path is None else Path(spec.path).expanduser().resolve()
     if not path.exists():
         raise FileNotFoundError(f"source {spec.source!r}: path {path} does not exist")
-    return SourceSpec(source=spec.source, path=path)
+    return SourceSpec(source=spec.source, path=path, snapshot=spec.snapshot)
 
 
 def resolve_store(store: str | None) -> str:

@@ -89,6 +89,10 @@ class SourceSpec(BaseModel):
         "None only for 'bfcl' = the data of the installed bfcl-eval package",
     )
 
+    snapshot: bool = Field(
+        default=False, description="the path is the source's whole catalog: tools it lacks are retired"
+    )
+
     @model_validator(mode="after")
     def _path_given(self) -> SourceSpec:
         if self.path is None and self.source != "bfcl":

@@ -1,12 +1,13 @@
 """The catalog sensor: hash the watched tool sources and emit `toolweaver.catalog.changed`
-when their content changed (the `on-catalog-change` deployment rebuilds on it)."""
+when their content changed (the `on-catalog-change` deployment rebuilds on it). The event
+says which tools the rebuild will add, change (re-embed) and retire (a dry-run ingest)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -16,6 +17,8 @@ from tasks.digests import content_digest
 from tasks.prefect.plan import resolve_source, resolve_store
 from tasks.prefect.profiles import Profile
 from tasks.prefect.results import SourceSpec
+from tasks.stages.lifecycle import changes_payload
+from toolweaver.ingest.lifecycle import CatalogChanges
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ class CatalogState(BaseModel):
     digest: str
     previous: str | None
     changed: bool
+    # When changed: {"counts": {added, changed, retired}, "added": [ids], ...} (first ids only)
+    changes: dict[str, Any] | None = None
 
 
 def catalog_key(sources: Sequence[SourceSpec], store: str | None = None) -> str:
@@ -66,14 +71,21 @@ def emit_if_changed(
     key = catalog_key(sources, store)
     previous = Variable.get(key, default=None)
     changed = previous != digest
+    changes = None
     if changed:
+        changes = changes_payload(catalog_changes(sources, profile, store))
         event = emit_event(
             event=CATALOG_EVENT,
             resource={"prefect.resource.id": f"toolweaver.catalog.{key}", "prefect.resource.name": key},
             payload={
                 "digest": digest,
                 "previous": previous,
-                "sources": [{"source": r.source, "path": str(r.path)} for r in map(resolve_source, sources)],
+                "sources": [
+                    {"source": r.source, "path": str(r.path), "snapshot": r.snapshot}
+                    for r in map(resolve_source, sources)
+                ],
+                # What the rebuild will do to the catalog: tools added, re-embedded, retired.
+                "changes": changes,
                 "profile": profile.model_dump(mode="json") if isinstance(profile, Profile) else profile,
                 # Resolved here (the sensor's $TOOLWEAVER_HOME): the rebuild writes where the sensor looked.
                 "store": resolve_store(store),
@@ -82,7 +94,25 @@ def emit_if_changed(
         if event is None:
             raise RuntimeError(f"could not emit {CATALOG_EVENT}: no Prefect events client is configured")
         Variable.set(key, digest, overwrite=True)
-        logger.info("catalog %s changed: %s -> %s (event %s)", key, previous, digest, event.id)
+        logger.info(
+            "catalog %s changed: %s -> %s, tools %s (event %s)", key, previous, digest, changes["counts"], event.id
+        )
     else:
         logger.info("catalog %s unchanged (%s)", key, digest)
-    return CatalogState(digest=digest, previous=previous, changed=changed)
+    return CatalogState(digest=digest, previous=previous, changed=changed, changes=changes)
+
+
+def catalog_changes(
+    sources: Sequence[SourceSpec], profile: Literal["quick", "full", "auto"] | Profile, store: str | None
+) -> CatalogChanges:
+    """The tools an ingest of `sources` would add, change and retire in the store (a dry
+    run over the same files the build ingests: BFCL cut to the profile's subset)."""
+    from storage import Store
+    from tasks.prefect.adapters import _profile_cut
+    from tasks.prefect.profiles import resolve_profile
+    from tasks.stages.catalog_preview import preview_changes
+
+    root = resolve_store(store)
+    subset = (profile if isinstance(profile, Profile) else resolve_profile(profile)).bfcl_subset
+    resolved = [resolve_source(s) for s in sources]
+    return preview_changes(Store(root), [(s.source, _profile_cut(root, s, subset), s.snapshot) for s in resolved])

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from storage import SCHEMAS, Store, TableRef
 from tasks.digests import config_hash
+from tasks.stages.lifecycle import filter_qrels, retired_tools
 from toolweaver.align.datasets import BuiltDatasets, DatasetConfig, build_datasets, export_jsonl
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class DatasetsResult:
 
 
 def read_inputs(store: Store) -> tuple[dict[str, list[dict]], list[TableRef]]:
-    """Latest rows of every input table (optional ones empty when absent) and their refs."""
+    """Latest rows of every input table (optional ones empty when absent) and their refs;
+    codes and qrels of retired tools left out."""
     missing = [t for t in REQUIRED_INPUTS if not store.exists(t)]
     if missing:
         raise FileNotFoundError(
@@ -49,6 +51,10 @@ def read_inputs(store: Store) -> tuple[dict[str, list[dict]], list[TableRef]]:
         rows[table] = store.read(table, version=ref.version).to_pylist() if ref else []
         if ref:
             refs.append(ref)
+    # A retired tool keeps its code row (never reused) but no example may answer with it.
+    retired = retired_tools(store)
+    rows["codes"] = [r for r in rows["codes"] if r["tool_id"] not in retired]
+    rows["qrels"] = filter_qrels(rows["qrels"], retired)
     return rows, refs
 
 

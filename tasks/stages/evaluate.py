@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage import SCHEMAS, Store, TableRef
 from tasks import digests
+from tasks.stages.lifecycle import active_codes, filter_qrels, retired_tools
 from toolweaver.align.atomic import atomic_tokens
 from toolweaver.align.splits import SplitConfig
 from toolweaver.eval.harness import SETTINGS, EvalRow, Setting, evaluate_method
@@ -94,7 +95,7 @@ def store_inputs(
         selector,
         tables["tools"],
         tables["queries"],
-        tables["qrels"],
+        filter_qrels(tables["qrels"], retired_tools(store)),  # a retired tool is no answer any more
         source=source,
         query_group=group or None,
         split_config=config.split,
@@ -155,8 +156,8 @@ def codes_of_version(
 
 def checkpoint_codes(store: Store, meta: Mapping[str, object]) -> MethodCodes:
     """The codes a checkpoint decodes with, from its meta (`tokens`, `codes_version`,
-    `codes_table_version`): `codes` -> the newest codes of its version (incrementally
-    placed tools included); `atomic` -> the atomic token of every tool of the exact table
+    `codes_table_version`), retired tools left out: `codes` -> the newest codes of its
+    version (incrementally placed tools included); `atomic` -> the atomic token of every tool of the exact table
     version it was trained on (its tokenizer has a token for those tools only)."""
     if "codes_version" not in meta:
         raise KeyError("checkpoint meta has no 'codes_version': cannot tell which codes it was trained on")
@@ -169,11 +170,12 @@ def checkpoint_codes(store: Store, meta: Mapping[str, object]) -> MethodCodes:
                 "atomic checkpoint meta has no 'codes_table_version': cannot tell which tools it has tokens for"
             )
         codes, ref = codes_of_version(store, codes_version, int(table_version))
-        return MethodCodes(atomic_tokens(codes), ref, codes_version, tokens)
+        # Retired tools leave the trie; the others keep their tokens (numbered before filtering).
+        return MethodCodes(active_codes(store, atomic_tokens(codes)), ref, codes_version, tokens)
     if tokens != "codes":
         raise ValueError(f"unknown token scheme {tokens!r} in checkpoint meta (codes | atomic)")
     codes, ref = codes_of_version(store, codes_version)
-    return MethodCodes(codes, ref, codes_version, tokens)
+    return MethodCodes(active_codes(store, codes), ref, codes_version, tokens)
 
 
 def llm_codes(store: Store, config: EvaluateConfig, catalog: Sequence[str] = ()) -> dict[str, MethodCodes]:
@@ -235,7 +237,9 @@ def _place_in_memory(store: Store, found: MethodCodes, missing: Sequence[str], e
     if tools.num_rows == 0:
         return {}
     model, rq_cfg = load_rqvae(store.checkpoint_path(found.codes_version))
-    existing = np.array([parse_code(c) for c in found.codes.values()], dtype=np.int64)
+    # Every code of that version is taken, retired tools' too (`found.codes` leaves them out).
+    taken, _ = codes_of_version(store, found.codes_version, found.ref.version)
+    existing = np.array([parse_code(c) for c in taken.values()], dtype=np.int64)
     levels = assign_new_codes(model, tool_vectors(store, tools, embed), existing, rq_cfg)
     ids = tools.column("tool_id").to_pylist()
     logger.info(

@@ -11,8 +11,13 @@ Replacement rules (per ingest of source S over files F):
 - queries, qrels, trajectories: keys produced now (query_id, trajectory_id) replace
   the stored rows with those keys (qrels: all pairs of the re-ingested queries);
 - quarantine: earlier rows of S whose locator file is in F are replaced.
+With `snapshot=True`, F is every file S ever had: the path is S's whole catalog.
+Tools that leave the merged catalog are retired, never silently dropped: every ingest
+appends its added / changed (old and new doc_hash) / retired tools to `tool_events`
+(tasks/stages/lifecycle.py).
 Qrels naming a tool_id absent from the merged catalog are quarantined
-(`qrel_unknown_tool`), so every stored qrel joins `tools`.
+(`qrel_unknown_tool`), so every stored qrel joins `tools` when written; qrels of a tool
+retired later stay (they are history) and the datasets and evaluate stages leave them out.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import pyarrow as pa
 
 from storage import SCHEMAS, Store, TableRef
 from tasks.digests import sha256_json
+from tasks.stages.lifecycle import TOOL_EVENTS, changes_payload, record_changes
 from toolweaver.ingest import parse_source
+from toolweaver.ingest.lifecycle import catalog_changes
 from toolweaver.ingest.merge import merge_qrels, merge_queries, merge_tools, merge_trajectories, variant_to_tool
 from toolweaver.ingest.quarantine import UNKNOWN_TOOL
 from toolweaver.ingest.records import (
@@ -53,15 +60,24 @@ class QuarantineError(RuntimeError):
 
 
 def ingest(
-    store: Store, source: str, path: Path | None, *, strict: bool = False, run_id: str | None = None
+    store: Store,
+    source: str,
+    path: Path | None,
+    *,
+    strict: bool = False,
+    run_id: str | None = None,
+    snapshot: bool = False,
 ) -> dict[str, Any]:
-    """Ingest `source` from `path` into `store`; return a summary (counts, quarantine reasons, refs).
+    """Ingest `source` from `path` into `store`; return a summary (counts, quarantine reasons,
+    tool lifecycle changes, refs).
 
+    `snapshot`: `path` is the source's whole catalog, so every earlier record of the source
+    is replaced (tools it no longer documents are retired), not only those of the files read.
     Raises QuarantineError (before writing anything) when `strict` and a record was quarantined.
     """
     stored = _read_stored(store)
     result = parse_source(source, path, [(t.tool_name, t.api_name) for t in stored["tools"]])
-    rows, new_quarantine, repeats = _merge_with_store(stored, result)
+    rows, new_quarantine, repeats = _merge_with_store(stored, result, snapshot=snapshot)
     reasons = Counter(q.reason for q in new_quarantine)
     if strict and new_quarantine:
         raise QuarantineError(
@@ -70,6 +86,10 @@ def ingest(
         )
     inputs = [ref for ref in (store.latest(t) for t in TABLES) if ref is not None]
     config_hash = sha256_json({"stage": "ingest", "source": source})
+    # Events first: a crash before the tables are written repeats them on the next ingest
+    # (harmless) instead of losing them.
+    changes = catalog_changes(stored["tools"], rows["tools"])
+    events = record_changes(store, changes, result, path=path, snapshot=snapshot, run_id=run_id, inputs=inputs)
     refs = {
         t: store.write(t, to_arrow(t, rows[t]), run_id=run_id, config_hash=config_hash, inputs=inputs) for t in TABLES
     }
@@ -87,20 +107,21 @@ def ingest(
         "stats": dict(sorted(result.stats.items())),
         "quarantine": dict(sorted(reasons.items())),
         "tables": {t: refs[t].rows for t in TABLES},
-        "refs": refs,
+        "lifecycle": changes_payload(changes),
+        "refs": refs | ({TOOL_EVENTS: events} if events is not None else {}),
     }
     log.info("ingest %s: %s", source, json.dumps({k: v for k, v in summary.items() if k != "refs"}))
     return summary
 
 
 def _merge_with_store(
-    stored: dict[str, list[Any]], result: ParseResult
+    stored: dict[str, list[Any]], result: ParseResult, *, snapshot: bool = False
 ) -> tuple[dict[str, list[Any]], list[QuarantineRecord], int]:
     """The full new content of every table, the newly quarantined records, and repeated qrel pairs."""
     source = result.source
 
     def from_these_files(src: str, locator: str) -> bool:
-        return src == source and locator.split("#", 1)[0] in result.files
+        return src == source and (snapshot or locator.split("#", 1)[0] in result.files)
 
     stored_docs = [*stored["tools"], *map(variant_to_tool, stored["tool_doc_variants"])]
     tools, variants = merge_tools(
@@ -141,9 +162,9 @@ def _merge_with_store(
     return rows, new_quarantine, repeats
 
 
-def ingest_source(store: Store, source: str, path: Path | None) -> list[TableRef]:
+def ingest_source(store: Store, source: str, path: Path | None, *, snapshot: bool = False) -> list[TableRef]:
     """The refs written by a non-strict ingest (the shape the Prefect stage task wants)."""
-    return list(ingest(store, source, path)["refs"].values())
+    return list(ingest(store, source, path, snapshot=snapshot)["refs"].values())
 
 
 # ---------------------------------------------------------------- Arrow <-> records

@@ -11,9 +11,15 @@ examples of the same stage, so that old tools stay retrievable.
                                 these codes, and the tools it was trained on (from lineage)
     write_update_examples(...)  the update set -> table `sft_update` (sft_examples schema)
 
+Catalog changes (`tasks/stages/lifecycle.py`) take the same path: a tool whose doc was
+edited since the previous model keeps its code and its new examples (its memorization
+example first) join the update set; a retired tool needs no training (it leaves the
+decoding trie), so a rebuild that only retired tools keeps the previous model.
+
 A full retrain (from the base model) happens when there is no previous model (of this
-base model), when the codes were retrained (another `codes_version`), or when no tool is new (e.g. a changed
-description: the examples changed, so the stages recompute as before).
+base model), when the codes were retrained (another `codes_version`), or when no tool is
+new, changed or retired (e.g. only new queries: the examples changed, so the stages
+recompute as before).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import logging
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +37,7 @@ from storage import Store, TableRef
 from tasks import digests
 from tasks.stages.datasets import SFT_EXAMPLES, SFT_EXAMPLES_SCHEMA
 from tasks.stages.finetune import CHECKPOINT_KIND, TRAIN_METRICS
+from tasks.stages.lifecycle import active_codes, changed_since, retired_tools
 from toolweaver.align.models import read_checkpoint_meta
 
 logger = logging.getLogger(__name__)
@@ -51,6 +59,7 @@ class UpdateConfig(BaseModel):
 class PreviousModel:
     checkpoint_id: str
     known_tools: frozenset[str]  # tools whose codes the model was trained on
+    created_at: datetime | None = None  # when it was registered: later doc edits are "changed"
 
 
 def previous_model(store: Store, last_stage: str, base_model: str) -> PreviousModel | None:
@@ -66,7 +75,7 @@ def previous_model(store: Store, last_stage: str, base_model: str) -> PreviousMo
         same_lineage = meta.get("base_model") == base_model and {meta.get("codes_version")} == current
         if meta.get("stage") == last_stage and meta.get("final") and same_lineage:
             known = _trained_tools(store, row["config_hash"])
-            return PreviousModel(row["checkpoint_id"], known) if known else None
+            return PreviousModel(row["checkpoint_id"], known, row["created_at"]) if known else None
     return None
 
 
@@ -84,9 +93,24 @@ def _trained_tools(store: Store, config_hash: str) -> frozenset[str]:
 
 
 def new_tool_codes(store: Store, known: frozenset[str]) -> dict[str, str]:
-    """{tool_id: code} of the coded tools the previous model did not know."""
+    """{tool_id: code} of the coded, active tools the previous model did not know."""
     codes = store.read("codes", columns=["tool_id", "code"]).to_pylist()
-    return {r["tool_id"]: r["code"] for r in codes if r["tool_id"] not in known}
+    return active_codes(store, {r["tool_id"]: r["code"] for r in codes if r["tool_id"] not in known})
+
+
+def changed_tool_codes(store: Store, previous: PreviousModel) -> dict[str, str]:
+    """{tool_id: code} of the known tools whose doc changed since `previous` was made: they
+    keep their code, and their new examples (memorization first) join the update set."""
+    if previous.created_at is None:
+        return {}
+    changed = changed_since(store, previous.created_at) & previous.known_tools
+    codes = store.read("codes", columns=["tool_id", "code"]).to_pylist()
+    return {r["tool_id"]: r["code"] for r in codes if r["tool_id"] in changed}
+
+
+def retired_since_model(store: Store, previous: PreviousModel) -> frozenset[str]:
+    """Tools the previous model knew that are retired now (the trie drops them: no training)."""
+    return retired_tools(store) & previous.known_tools
 
 
 def write_update_examples(

@@ -92,15 +92,18 @@ def test_catalog_trigger_passes_the_digest(deployments: dict[str, dict[str, Any]
     event = {
         "payload": {
             "digest": "ab" * 32,
-            "sources": [{"source": "toolbench", "path": "/data/tools"}],
+            "sources": [{"source": "openapi", "path": "/data/tools", "snapshot": True}],
             "profile": "quick",
             "store": "/data/store",
+            "changes": {"counts": {"added": 1, "changed": 0, "retired": 2}, "added": ["a&&b"], "changed": []},
         }
     }
     params = {**d["parameters"], **_render(raw["parameters"], event)}
     validated = _flow(d["entrypoint"]).validate_parameters(params)
     assert validated["digest"] == "ab" * 32
-    assert [(s.source, str(s.path)) for s in validated["config"].sources] == [("toolbench", "/data/tools")]
+    assert validated["changes"]["counts"] == {"added": 1, "changed": 0, "retired": 2}
+    sources = [(s.source, str(s.path), s.snapshot) for s in validated["config"].sources]
+    assert sources == [("openapi", "/data/tools", True)]
     assert validated["config"].profile == "quick" and validated["config"].store == "/data/store"
 
 

@@ -73,7 +73,7 @@ def encode_conversation(
     rendered = ""
     for i, message in enumerate(conversation):
         before = list(conversation[:i])
-        with_message = render_chat(tokenizer, [*before, message])  # type: ignore[list-item]
+        with_message = render_chat(tokenizer, [*before, message])
         if message.get("loss", False):
             prompt = render_chat(tokenizer, before, add_generation_prompt=True) if before else rendered
             header = _suffix(prompt, rendered, f"message {i} header")

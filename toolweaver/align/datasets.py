@@ -377,10 +377,11 @@ def _python_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
     except SyntaxError:
         return []
     nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
-    if not nodes or not all(isinstance(n, ast.Call) for n in nodes):
+    call_nodes = [n for n in nodes if isinstance(n, ast.Call)]
+    if not nodes or len(call_nodes) != len(nodes):
         return []
     calls = []
-    for node in nodes:
+    for node in call_nodes:
         name = ast.unparse(node.func)
         args = {f"_{i}": _literal(a) for i, a in enumerate(node.args)}
         args.update({kw.arg or f"**{i}": _literal(kw.value) for i, kw in enumerate(node.keywords)})

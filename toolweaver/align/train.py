@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from toolweaver.align.collate import IGNORE_INDEX, Encoded, collate
-from toolweaver.align.models import CHECKPOINT_META, write_checkpoint_meta
+from toolweaver.align.models import CHECKPOINT_META, CausalLM, embedding_rows, to_device, write_checkpoint_meta
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
     raise ValueError(f"module {type(module).__name__} is not part of the model")
 
 
-def new_token_targets(model: torch.nn.Module, new_token_ids: Sequence[int]) -> dict[str, list[int]]:
+def new_token_targets(model: PreTrainedModel, new_token_ids: Sequence[int]) -> dict[str, list[int]]:
     """peft `trainable_token_indices` for the new rows: the input embedding, plus the output
     head when it is a separate matrix (a tied head follows the input embedding in peft)."""
     ids = sorted(int(i) for i in new_token_ids)
@@ -134,7 +134,7 @@ def new_token_targets(model: torch.nn.Module, new_token_ids: Sequence[int]) -> d
     return targets
 
 
-def prepare_model(model: torch.nn.Module, new_token_ids: Sequence[int], config: TrainConfig) -> torch.nn.Module:
+def prepare_model(model: CausalLM, new_token_ids: Sequence[int], config: TrainConfig) -> CausalLM:
     """Make the parameters that `config.mode` trains trainable (and only those).
 
     A model that is already a peft model (resumed, or the previous stage's) keeps its adapter."""
@@ -361,7 +361,7 @@ def _rng_from_file(folder: Path) -> None:
 
 def save_checkpoint(
     folder: Path,
-    model: torch.nn.Module,
+    model: CausalLM,
     tokenizer: PreTrainedTokenizerBase,
     optimizer: torch.optim.Optimizer,
     *,
@@ -378,15 +378,15 @@ def save_checkpoint(
     if config.mode == "lora":
         # The adapter carries the new-token rows (trainable tokens); the base rows are the base
         # model's, so the full resized embedding matrices (V x H, twice if untied) are not copied.
-        model.save_pretrained(tmp, save_embedding_layers=False)
+        model.save_pretrained(str(tmp), save_embedding_layers=False)
     else:
-        model.save_pretrained(tmp)
+        model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(tmp)
     _optimizer_to_files(optimizer, tmp)
     _rng_to_file(tmp)
     state = {"step": step, "total_steps": steps, "config": config.model_dump(mode="json")}
     (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2))
-    vocab_size = model.get_input_embeddings().weight.shape[0]
+    vocab_size = embedding_rows(model)
     write_checkpoint_meta(
         tmp,
         {
@@ -434,7 +434,7 @@ def _prune(out_dir: Path, keep_last: int) -> None:
 
 
 def train(
-    model: torch.nn.Module,
+    model: CausalLM,
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[Encoded],
     config: TrainConfig,
@@ -460,7 +460,7 @@ def train(
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; load it with toolweaver.align.models.load_tokenizer")
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.to(device)
+    to_device(model, device)
     model.train()
     optimizer = make_optimizer(model, config)
     steps = total_steps(len(examples), config)

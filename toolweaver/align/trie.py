@@ -91,8 +91,17 @@ def build_trie(sequences: Mapping[str, Sequence[int]], eos_id: int) -> CodeTrie:
     return _flatten(tool_ids, seqs, eos_id, children, terminal)
 
 
-def _flatten(tool_ids, seqs, eos_id, children, terminal) -> CodeTrie:
-    offsets, tokens, childs, tools = [0], [], [], []
+def _flatten(
+    tool_ids: tuple[str, ...],
+    seqs: tuple[tuple[int, ...], ...],
+    eos_id: int,
+    children: list[dict[int, int]],
+    terminal: dict[int, int],
+) -> CodeTrie:
+    offsets: list[int] = [0]
+    tokens: list[int] = []
+    childs: list[int] = []
+    tools: list[int] = []
     for node, edges in enumerate(children):
         for token, child in sorted(edges.items()):
             tokens.append(token)

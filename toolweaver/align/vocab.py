@@ -28,6 +28,7 @@ from toolweaver.codes.vocab import parse_code as _strict_parse_code
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ class CodeVocab:
         return [self.level_ids[lv][j] for lv, j in enumerate(levels)]
 
 
-def code_vocab(tokenizer, n_levels: int, codebook_size: int) -> CodeVocab:
+def code_vocab(tokenizer: PreTrainedTokenizerBase, n_levels: int, codebook_size: int) -> CodeVocab:
     """Look up (never add) the code tokens; raises when any is missing or split."""
-    level_ids = []
+    level_ids: list[tuple[int, ...]] = []
     for lv in range(n_levels):
         ids = []
         for j in range(codebook_size):
@@ -112,16 +113,16 @@ def code_vocab(tokenizer, n_levels: int, codebook_size: int) -> CodeVocab:
     return CodeVocab(tuple(level_ids), _single_id(tokenizer, FINISH_TOKEN), 0)
 
 
-def _single_id(tokenizer, token: str) -> int:
-    ids = tokenizer.convert_tokens_to_ids([token])
-    if ids[0] is None or ids[0] == tokenizer.unk_token_id:
+def _single_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
         raise KeyError(f"token {token!r} is not in the tokenizer; run add_code_tokens first")
-    return int(ids[0])
+    return token_id
 
 
 def add_code_tokens(
-    tokenizer,
-    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    model: PreTrainedModel,
     *,
     n_levels: int,
     codebook_size: int,
@@ -137,14 +138,16 @@ def add_code_tokens(
     tokens = [*code_tokens(n_levels, codebook_size), FINISH_TOKEN]
     existing, n_base, n_added = _add_and_resize(tokenizer, model, tokens)
     vocab = code_vocab(tokenizer, n_levels, codebook_size)
-    new_ids = [int(i) for i in tokenizer.convert_tokens_to_ids([t for t in tokens if t not in existing])]
+    new_ids = [_single_id(tokenizer, t) for t in tokens if t not in existing]
     if new_ids:
         _init_new_rows(tokenizer, model, new_ids, n_base, vocab, config, codebooks, fit_levels, fit_names)
     logger.info("added %d code tokens (%s init); tokenizer size now %d", n_added, config.init, len(tokenizer))
     return CodeVocab(vocab.level_ids, vocab.finish_id, n_added)
 
 
-def add_atomic_tokens(tokenizer, model: torch.nn.Module, tokens: Sequence[str], *, config: VocabConfig) -> list[int]:
+def add_atomic_tokens(
+    tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, tokens: Sequence[str], *, config: VocabConfig
+) -> list[int]:
     """Add one token per tool (ToolGen's atomic tokens, `toolweaver.align.atomic`) and Finish
     as normal tokens, resize the embeddings and initialise the new rows (`random` or `mean`;
     `codebook` needs code levels, which atomic tokens do not have). Existing rows stay
@@ -161,11 +164,15 @@ def add_atomic_tokens(tokenizer, model: torch.nn.Module, tokens: Sequence[str], 
     return ids[:-1]
 
 
-def _add_and_resize(tokenizer, model: torch.nn.Module, tokens: Sequence[str]) -> tuple[set[str], int, int]:
+def _add_and_resize(
+    tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, tokens: Sequence[str]
+) -> tuple[set[str], int, int]:
     """Add `tokens` as normal tokens and grow the embeddings to fit: (tokens present
     before, number of base rows, number added)."""
+    from toolweaver.align.models import embedding_rows
+
     existing = set(tokenizer.get_vocab())
-    n_rows = model.get_input_embeddings().weight.shape[0]
+    n_rows = embedding_rows(model)
     # Base rows = real tokens only (some models pad the matrix beyond the tokenizer).
     n_base = min(len(tokenizer), n_rows)
     n_added = tokenizer.add_tokens(list(tokens), special_tokens=False)
@@ -174,14 +181,22 @@ def _add_and_resize(tokenizer, model: torch.nn.Module, tokens: Sequence[str]) ->
     return existing, n_base, n_added
 
 
-def _init_new_rows(tokenizer, model, new_ids, n_base, vocab, config, codebooks, fit_levels, fit_names) -> None:
+def _init_new_rows(
+    tokenizer: PreTrainedTokenizerBase,
+    model: PreTrainedModel,
+    new_ids: Sequence[int],
+    n_base: int,
+    vocab: CodeVocab | None,
+    config: VocabConfig,
+    codebooks: Sequence[np.ndarray] | None,
+    fit_levels: np.ndarray | None,
+    fit_names: Sequence[str] | None,
+) -> None:
     import torch  # lazily: the code-string helpers above must not pull in torch
 
-    matrices = [model.get_input_embeddings().weight]
-    out = model.get_output_embeddings()
-    # Tied weights share storage: initialising the input rows initialises both.
-    if out is not None and out.weight.data_ptr() != matrices[0].data_ptr():
-        matrices.append(out.weight)
+    from toolweaver.align.models import embedding_matrices
+
+    matrices = embedding_matrices(model)
     name_ids = _name_token_ids(tokenizer, fit_names, n_base) if config.init == "codebook" else None
     generator = torch.Generator().manual_seed(config.seed)
     std = config.random_std or float(getattr(model.config, "initializer_range", 0.02))
@@ -191,7 +206,7 @@ def _init_new_rows(tokenizer, model, new_ids, n_base, vocab, config, codebooks, 
             weight[torch.tensor(new_ids)] = rows.to(weight.dtype)
 
 
-def _name_token_ids(tokenizer, names: Sequence[str] | None, n_base: int) -> list[list[int]]:
+def _name_token_ids(tokenizer: PreTrainedTokenizerBase, names: Sequence[str] | None, n_base: int) -> list[list[int]]:
     if names is None:
         raise ValueError("init='codebook' needs fit_names (tool names) and fit_levels (their codes)")
     result = []
@@ -201,7 +216,17 @@ def _name_token_ids(tokenizer, names: Sequence[str] | None, n_base: int) -> list
     return result
 
 
-def _new_rows(base, vocab, new_ids, config, std, generator, codebooks, fit_levels, name_ids) -> torch.Tensor:
+def _new_rows(
+    base: torch.Tensor,
+    vocab: CodeVocab | None,
+    new_ids: Sequence[int],
+    config: VocabConfig,
+    std: float,
+    generator: torch.Generator,
+    codebooks: Sequence[np.ndarray] | None,
+    fit_levels: np.ndarray | None,
+    name_ids: list[list[int]] | None,
+) -> torch.Tensor:
     """Rows (len(new_ids), H) for one embedding matrix whose first rows are `base` (V_old, H)."""
     import torch
 
@@ -212,16 +237,24 @@ def _new_rows(base, vocab, new_ids, config, std, generator, codebooks, fit_level
     mean_row = base.mean(dim=0)
     if config.init == "mean":
         return mean_row.expand(len(new_ids), hidden).clone()
+    if vocab is None:
+        raise ValueError("init='codebook' maps code levels to rows: it needs the code vocabulary")
     code_rows = _codebook_rows(base, codebooks, fit_levels, name_ids, config.ridge)
     by_id = {tid: code_rows[lv][j] for lv, ids in enumerate(vocab.level_ids) for j, tid in enumerate(ids)}
     return torch.stack([by_id.get(i, mean_row) for i in new_ids])
 
 
-def _codebook_rows(base, codebooks, fit_levels, name_ids, ridge) -> list[torch.Tensor]:
+def _codebook_rows(
+    base: torch.Tensor,
+    codebooks: Sequence[np.ndarray] | None,
+    fit_levels: np.ndarray | None,
+    name_ids: list[list[int]] | None,
+    ridge: float,
+) -> list[torch.Tensor]:
     """Per level, (K, H) rows: codebook vectors mapped by the fitted W and scaled to the mean norm."""
     import torch
 
-    if codebooks is None or fit_levels is None:
+    if codebooks is None or fit_levels is None or name_ids is None:
         raise ValueError("init='codebook' needs codebooks (L arrays (K, d)) and fit_levels (N, L)")
     books = [torch.as_tensor(np.asarray(cb), dtype=torch.float64) for cb in codebooks]
     levels = torch.as_tensor(np.asarray(fit_levels), dtype=torch.long)
@@ -230,7 +263,7 @@ def _codebook_rows(base, codebooks, fit_levels, name_ids, ridge) -> list[torch.T
     keep = [i for i, ids in enumerate(name_ids) if ids]
     if len(keep) < 2:
         raise ValueError("init='codebook' needs at least 2 tools whose names have known tokens")
-    x = sum(books[lv][levels[keep, lv]] for lv in range(len(books)))  # (N, d)
+    x = torch.stack([books[lv][levels[keep, lv]] for lv in range(len(books))]).sum(0)  # (N, d)
     base64 = base.double()
     y = torch.stack([base64[name_ids[i]].mean(dim=0) for i in keep])  # (N, H)
     w = _ridge_fit(x - x.mean(0), y - y.mean(0), ridge)

@@ -123,6 +123,12 @@ class ResidualQuantizer(nn.Module):
     it once, after training); until then (`framed` False) every frame is the identity.
     """
 
+    # Buffers, declared for the type checker (nn.Module.__getattr__ is untyped).
+    initialised: torch.Tensor
+    framed: torch.Tensor
+    whiten: torch.Tensor
+    unwhiten: torch.Tensor
+
     def __init__(
         self, levels: int, codebook_size: int, dim: int, beta: float, whitening_shrinkage: float | None = None
     ) -> None:
@@ -181,6 +187,8 @@ class ResidualQuantizer(nn.Module):
 
         Each cell's second-moment matrix is shrunk toward the pooled one with a pseudo-count
         of `whitening_shrinkage` rows, so cells with few (or no) tools get a sane frame."""
+        if self.whitening_shrinkage is None:
+            raise ValueError("cell frames need a quantizer built with whitening_shrinkage")
         n, d = residual.shape
         sums = torch.zeros(self.codebook_size, d, d, device=residual.device)
         for rows, cells_of_rows in zip(residual.split(8192), prev.split(8192), strict=True):
@@ -211,7 +219,7 @@ class ResidualQuantizer(nn.Module):
         residual, prev = z.float(), None
         for level in range(self.levels):
             if level >= first_level:
-                if level and frames:
+                if prev is not None and frames:
                     self.fit_level_frames(level, residual, prev)
                     self.framed.fill_(True)
                 framed = self.to_frame(residual, level, prev)

@@ -64,3 +64,10 @@ def check_candidates(candidate_tool_ids: Sequence[str], known: Mapping[str, int]
             f"(first: {unknown[:3]}); fit on the full catalog before ranking"
         )
     return np.fromiter((known[t] for t in candidate_tool_ids), dtype=np.int64, count=len(candidate_tool_ids))
+
+
+def as_float(value: object) -> float:
+    """A number read from a table row (rows are typed `object`); anything else is an error."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected a number, got {value!r}")

@@ -14,8 +14,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from transformers import PreTrainedTokenizerBase
+
 from toolweaver.align.decode import DecodeConfig, code_token_ids, retrieve, trie_for_codes
-from toolweaver.align.models import load_checkpoint
+from toolweaver.align.models import CausalLM, load_checkpoint
+from toolweaver.align.trie import CodeTrie
 from toolweaver.device import resolve_device
 from toolweaver.eval.base import Ranking, TrainQuery
 
@@ -43,9 +46,9 @@ class GenerativeMethod:
         self.codes = dict(codes)
         self.num_beams = num_beams
         self.device = resolve_device(device)
-        self._model = None
-        self._tokenizer = None
-        self._tries: dict[tuple[str, ...], object] = {}
+        self._model: CausalLM | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._tries: dict[tuple[str, ...], CodeTrie] = {}
 
     @property
     def model_id(self) -> str:
@@ -74,10 +77,11 @@ class GenerativeMethod:
     def _drop_untokenizable(self) -> None:
         """Codes with a token the checkpoint's vocabulary lacks (e.g. a code placed after
         training in a slot beyond the trained codebook) cannot be decoded: drop them, loudly."""
+        _, tokenizer = self._loaded()
         dropped = []
         for tool_id, code in list(self.codes.items()):
             try:
-                code_token_ids(self._tokenizer, code)
+                code_token_ids(tokenizer, code)
             except KeyError:
                 dropped.append(tool_id)
                 del self.codes[tool_id]
@@ -90,22 +94,25 @@ class GenerativeMethod:
                 dropped[:3],
             )
 
-    def _trie(self, candidates: Sequence[str]):
+    def _loaded(self) -> tuple[CausalLM, PreTrainedTokenizerBase]:
+        if self._model is None or self._tokenizer is None:
+            raise RuntimeError(f"{self.method_id}: call fit() before rank()")
+        return self._model, self._tokenizer
+
+    def _trie(self, candidates: Sequence[str]) -> CodeTrie:
         key = tuple(candidates)
         if key not in self._tries:
             coded = {t: self.codes[t] for t in candidates if t in self.codes}
             if not coded:
                 raise KeyError(f"{self.method_id}: none of the {len(candidates)} candidates has a code")
-            self._tries[key] = trie_for_codes(self._tokenizer, coded)
+            self._tries[key] = trie_for_codes(self._loaded()[1], coded)
         return self._tries[key]
 
     def rank(self, query_texts: Sequence[str], candidate_tool_ids: Sequence[str], k: int) -> list[Ranking]:
         """Constrained top-k decoding of each query over the candidates' codes."""
-        if self._model is None:
-            raise RuntimeError(f"{self.method_id}: call fit() before rank()")
+        model, tokenizer = self._loaded()
         trie = self._trie(candidate_tool_ids)
         config = DecodeConfig(top_k=k, num_beams=max(k, self.num_beams))
         return [
-            [(hit.tool_id, hit.score) for hit in retrieve(self._model, self._tokenizer, text, trie, config)]
-            for text in query_texts
+            [(hit.tool_id, hit.score) for hit in retrieve(model, tokenizer, text, trie, config)] for text in query_texts
         ]

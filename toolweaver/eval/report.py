@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from toolweaver.eval.base import as_float
+
 logger = logging.getLogger(__name__)
 
 TABLE_METRICS: tuple[str, ...] = ("ndcg@1", "ndcg@3", "ndcg@5", "recall@5", "exact_set_acc")
@@ -39,7 +41,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
         parts.append("|---|---|---|" + "---|" * len(TABLE_METRICS))
         for method, metrics in methods.items():
             first = metrics.get("ndcg@5") or next(iter(metrics.values()))
-            cells = [f"{float(metrics[m]['value']):.4f}" if m in metrics else "—" for m in TABLE_METRICS]
+            cells = [f"{as_float(metrics[m]['value']):.4f}" if m in metrics else "—" for m in TABLE_METRICS]
             parts.append(
                 f"| {method} | {'yes' if first['zero_shot'] else 'no'} | {first['n_queries']} | "
                 + " | ".join(cells)
@@ -63,7 +65,7 @@ def bar_chart(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
     for ax, ((dataset, split, setting, convention), methods) in zip(axes[:, 0], sections.items(), strict=True):
         width = 0.8 / max(len(methods), 1)
         for i, (method, metrics) in enumerate(methods.items()):
-            values = [float(metrics[m]["value"]) if m in metrics else 0.0 for m in CHART_METRICS]
+            values = [as_float(metrics[m]["value"]) if m in metrics else 0.0 for m in CHART_METRICS]
             ax.bar([x + i * width for x in range(len(CHART_METRICS))], values, width, label=method)
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(CHART_METRICS))], CHART_METRICS)
         ax.set_ylim(0, 1)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from toolweaver.align.splits import SplitConfig, assign_split
-from toolweaver.eval.base import TrainQuery
+from toolweaver.eval.base import TrainQuery, as_float
 from toolweaver.eval.harness import EvalSet, TrainSet
 from toolweaver.ingest import beir as beir_ingest
 from toolweaver.ingest.records import ParseResult
@@ -187,7 +187,7 @@ def build_from_records(
             f"no query of source {source!r}" + (f" and group {query_group!r}" if query_group else "")
         )
     ids = {q.query_id for q in selected}
-    pairs = [(str(r["query_id"]), str(r["tool_id"]), float(r["relevance"])) for r in qrels if r["query_id"] in ids]
+    pairs = [(str(r["query_id"]), str(r["tool_id"]), as_float(r["relevance"])) for r in qrels if r["query_id"] in ids]
     named = {tool_id for _, tool_id, rel in pairs if rel > 0}
     missing = sorted(named - catalog.keys())
     if missing:

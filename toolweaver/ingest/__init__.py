@@ -15,7 +15,10 @@ Rules, in one place:
 - `query_id` = `<source>/<group or split>/<raw id>`: toolbench `G1` (file stem without
   `_query`, answer folder without `_answer`), stabletoolbench the file stem, beir the
   qrels split (queries in no qrels file: `unlabelled`), bfcl the question category,
-  toolgen the file stem. Splits: toolbench/toolgen `train`, stabletoolbench/bfcl
+  toolgen the file stem. The catalog adapters (openai-tools, openapi, mcp) give tools only:
+  tool_name = the catalog (file stem, or the OpenAPI title), api_name = the function,
+  MCP tool or operation; parameters = a self-contained JSON Schema object
+  (`schema_refs`). Splits: toolbench/toolgen `train`, stabletoolbench/bfcl
   `test`, beir = qrels file stem.
 - One row per tool_id: source rank toolbench > stabletoolbench > bfcl > beir > toolgen,
   then longer description, then smaller doc_hash, then smaller origin
@@ -32,10 +35,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from toolweaver.ingest import beir, bfcl, stabletoolbench, toolbench, toolgen
+from toolweaver.ingest import beir, bfcl, mcp, openai_tools, openapi, stabletoolbench, toolbench, toolgen
 from toolweaver.ingest.records import ParseResult
 
-SOURCES: tuple[str, ...] = ("toolbench", "stabletoolbench", "beir", "bfcl", "toolgen")
+SOURCES: tuple[str, ...] = ("toolbench", "stabletoolbench", "beir", "bfcl", "toolgen", "openai-tools", "openapi", "mcp")
+# Bring-your-own catalogs: tool documentation only, parsed from one file or a folder.
+CATALOG_PARSERS = {"openai-tools": openai_tools.parse, "openapi": openapi.parse, "mcp": mcp.parse}
 
 
 def parse_source(source: str, path: Path | None, catalog: Iterable[tuple[str, str]] = ()) -> ParseResult:
@@ -57,4 +62,6 @@ def parse_source(source: str, path: Path | None, catalog: Iterable[tuple[str, st
         return beir.parse(path)
     if source == "toolgen":
         return toolgen.parse(path)
+    if source in CATALOG_PARSERS:
+        return CATALOG_PARSERS[source](path)
     raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")

@@ -61,11 +61,11 @@ def parse(path: Path, source: str = "beir") -> ParseResult:
             query_ids[(split, raw_id)] = query_id
             result.queries.append(QueryRecord(query_id, raw_id, text, source, split, split))
     for (split, raw_qid, tool_id), (relevance, loc) in sorted(pairs.items()):
-        query_id = query_ids.get((split, raw_qid))
-        if query_id is None:
+        known_id = query_ids.get((split, raw_qid))
+        if known_id is None:
             result.reject(loc, UNKNOWN_QUERY_ID, f"query-id {raw_qid!r} is not in queries.jsonl")
             continue
-        result.qrels.append(QrelRecord(query_id, tool_id, relevance, source))
+        result.qrels.append(QrelRecord(known_id, tool_id, relevance, source))
     return result
 
 

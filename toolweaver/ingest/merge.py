@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import astuple
+from dataclasses import asdict, astuple
 from typing import Any, TypeVar
 
 from toolweaver.ingest.records import QrelRecord, QueryRecord, ToolRecord, TrajectoryRecord, VariantRecord
@@ -56,7 +56,7 @@ def _variant(loser: ToolRecord, winner: ToolRecord) -> VariantRecord:
     else:
         kind = "same doc"
     reason = f"{kind}; lost to {winner.source}:{winner.origin}"
-    return VariantRecord(*astuple(loser), reason=reason)
+    return VariantRecord(**asdict(loser), reason=reason)
 
 
 def variant_to_tool(variant: VariantRecord) -> ToolRecord:
