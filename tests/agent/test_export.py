@@ -67,11 +67,11 @@ def store(tmp_path_factory) -> Store:
         {"tool_id": t, "levels": list(parse_code(c)), "code": c, "codes_version": "v1"} for t, c in codes.items()
     ]
     codes_ref = store.write("codes", pa.Table.from_pylist(code_rows, schema=SCHEMAS["codes"]))
-    tokenizer = char_tokenizer(QUERIES + [t["description"] for t in tools])
-    tokenizer.add_tokens([code_token(level, i) for level in range(2) for i in range(4)] + [FINISH_TOKEN])
-    model = tiny_llama(len(tokenizer), seed=7, hidden_size=64)
     catalog = {t.tool_id: t for t in build_catalog(tools, codes)}
     taught = [transcript([(f"please {w}", [(catalog[f"{w}&&run"], {"query": w})])]) for w in TAUGHT]
+    tokenizer = char_tokenizer(QUERIES + [m["content"] for conversation in taught for m in conversation])
+    tokenizer.add_tokens([code_token(level, i) for level in range(2) for i in range(4)] + [FINISH_TOKEN])
+    model = tiny_llama(len(tokenizer), seed=7, hidden_size=64)
     train_to_memorise(model, tokenizer, taught)
     for name, meta in (("ckpt", {"codes_version": codes_ref.version}), ("stale", {"codes_version": "v9"})):
         folder = tmp / name
@@ -152,6 +152,7 @@ def test_agent_cli_reproduces_taught_calls(store: Store) -> None:
     assert [(e["id"], e["finished"]) for e in episodes] == [(w, True) for w in TAUGHT]
     for word, episode in zip(TAUGHT, episodes, strict=True):
         assert [(c["tool_id"], c["arguments"]) for c in episode["calls"]] == [(f"{word}&&run", {"query": word})]
-        assert episode["calls"][0]["observation"] == "No executor for run: the call was not run."
-    table = CliRunner().invoke(app, ["agent", "please stock", "--store", str(store.root), "--device", "cpu"])
+        assert episode["calls"][0]["observation"] == f"No executor for {word}&&run: the call was not run."
+    table_args = ["agent", "please stock", "--store", str(store.root), "--checkpoint", _checkpoint_id(store, 0)]
+    table = CliRunner().invoke(app, table_args)
     assert table.exit_code == 0 and "stock&&run" in table.stdout

@@ -21,6 +21,7 @@ import torch
 from toolweaver.agent.arguments import ArgumentGenerator
 from toolweaver.agent.schema import to_json_schema
 from toolweaver.align.decode import prompt_ids
+from toolweaver.align.models import embedding_rows
 
 MAX_CALLS = 8
 SYSTEM = (
@@ -58,7 +59,7 @@ class InContextCaller:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, max_tokens: int = 1024) -> None:
         self.model, self.tokenizer = model, tokenizer
-        vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        vocab_size = embedding_rows(model)  # the logits width (padded vocabularies included)
         self.generator = ArgumentGenerator(tokenizer, vocab_size, max_tokens=max_tokens)
 
     def call(self, history: Sequence[Mapping[str, str]], functions: Sequence[Mapping[str, Any]]) -> InContextCalls:

@@ -31,6 +31,7 @@ from toolweaver.agent.catalog import CatalogTool
 from toolweaver.agent.executors import Executor, NoExecutor
 from toolweaver.align.datasets import AGENT_SYSTEM, FINISH_DOC, DatasetConfig, message, observation_text
 from toolweaver.align.decode import DecodeConfig, constrained_beam_search, prompt_ids, trie_for_codes
+from toolweaver.align.models import embedding_rows
 from toolweaver.align.vocab import FINISH_TOKEN
 from toolweaver.ingest.bfcl import named_arguments
 
@@ -95,7 +96,7 @@ class Agent:
         if FINISH_TOKEN in self.tools:
             raise ValueError(f"{FINISH_TOKEN} is reserved for the Finish action")
         self.trie = trie_for_codes(tokenizer, {**{t.tool_id: t.code for t in catalog}, FINISH_TOKEN: FINISH_TOKEN})
-        vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        vocab_size = embedding_rows(model)  # the logits width (padded vocabularies included)
         self.arguments = ArgumentGenerator(tokenizer, vocab_size)
 
     def run(self, turns: Sequence[str], executor: Executor | None = None, config: AgentConfig | None = None) -> Episode:

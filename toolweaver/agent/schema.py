@@ -37,7 +37,7 @@ def to_json_schema(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 def _convert(node: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     kind = node.get("type")
-    kinds = [_TYPE_MAP.get(k, k) for k in (kind if isinstance(kind, list) else [kind])]
+    kinds = [_TYPE_MAP.get(str(k), str(k)) for k in (kind if isinstance(kind, list) else [kind])]
     if kinds and all(k in JSON_TYPES for k in kinds):
         out["type"] = kinds[0] if len(kinds) == 1 else kinds
     for key in _KEPT:

@@ -88,6 +88,25 @@ def document_tool_id(record: ToolRecord) -> str:
     return f"{names.tool_id(record.tool_name, record.api_name)}{DIGEST_SEP}{record.doc_hash[:DIGEST_CHARS]}"
 
 
+def document_id(doc: dict[str, Any]) -> str | None:
+    """The tool id of one BFCL function document as ingest gives it (None when ingest
+    would quarantine it): how evaluation maps a question's functions to catalog tools."""
+    name = doc.get("name")
+    if not isinstance(name, str) or names.name_problem(name) is not None:
+        return None
+    tool_name, api_name = split_function(name)
+    record = build_tool(
+        ParseResult("bfcl"),
+        "",
+        tool_name=tool_name,
+        api_name=api_name,
+        category="",
+        description=doc.get("description"),
+        parameters=doc.get("parameters", {}),
+    )
+    return None if record is None else document_tool_id(record)
+
+
 # bfcl-eval's class -> doc file (multi_turn_checker.MULTI_TURN_FUNC_DOC_FILE_MAPPING), copied:
 # this adapter reads the data files and never imports the package.
 CLASS_DOC_FILES = {
