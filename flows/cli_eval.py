@@ -97,12 +97,21 @@ def evaluate(
         int | None, typer.Option("--conversations", min=1, help="--task calls: held-out multi-turn conversations.")
     ] = 50,
     device: Annotated[str, typer.Option("--device", help="--task calls: auto | cpu | cuda[:i]")] = "auto",
+    base_model: Annotated[
+        str | None,
+        typer.Option("--base-model", help="--task calls: the backbone of base and bm25 (id or path; default smollm2)."),
+    ] = None,
 ) -> None:
     """Evaluate retrieval methods (or, with --task calls, whole calls on BFCL); prints a table
     (or JSON rows) and appends them to `eval_results`."""
     setup_logging()
     if task == EvalTask.calls:
-        calls_opts = {"categories": category, "per_category": per_category, "conversations": conversations}
+        calls_opts = {
+            "categories": category,
+            "per_category": per_category,
+            "conversations": conversations,
+            "base_model": base_model,
+        }
         records = _evaluate_calls(store, methods, checkpoint or [], calls_opts, device)
         _print_records(records, fmt)
         return

@@ -10,8 +10,11 @@ JSON Schema nor mapped (BFCL's Java/JavaScript categories use `String`, `HashMap
 values BFCL passes as source text) constrains nothing, like `any`.
 
 Generation bounds (`bound_for_generation`): a grammar alone cannot stop an untrained or
-looping model from writing an endless string or array, so the schema the argument phase
-compiles caps string length and array size; the cap is large enough for BFCL's answers.
+looping model from writing an endless string, number or array (a greedy untrained model
+wrote `6999…3131…` until the token budget ran out), so the schema the argument phase
+compiles caps string length, array size and the range of numbers (which also bounds
+their digits), and an unconstrained value (`any`) becomes a scalar or an array of
+scalars; the caps are far above BFCL's answers. Validation uses the unbounded schema.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ JSON_TYPES = frozenset({"string", "integer", "number", "boolean", "array", "obje
 _KEPT = ("enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems")
 MAX_STRING_CHARS = 200
 MAX_ARRAY_ITEMS = 16
+MAX_ABS_NUMBER = 10**15
 
 
 def to_json_schema(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -81,18 +85,38 @@ def _has_type(value: Any, kinds: str | list[str]) -> bool:
 
 
 def bound_for_generation(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `schema` with every string capped at MAX_STRING_CHARS and every array at
-    MAX_ARRAY_ITEMS (existing tighter bounds kept), so constrained generation ends."""
+    """A copy of `schema` with every string capped at MAX_STRING_CHARS, every array at
+    MAX_ARRAY_ITEMS, every number within ±MAX_ABS_NUMBER (tighter bounds kept) and every
+    unconstrained value a bounded scalar or array of scalars, so constrained generation ends."""
+    if not schema or set(schema) <= {"description"}:
+        return _bounded_any()
     out = dict(schema)
     kinds = out.get("type")
     kinds = kinds if isinstance(kinds, list) else [kinds]
-    if "string" in kinds and "enum" not in out:
-        out["maxLength"] = min(int(out.get("maxLength", MAX_STRING_CHARS)), MAX_STRING_CHARS)
+    if "enum" not in out:
+        if "string" in kinds:
+            out["maxLength"] = min(int(out.get("maxLength", MAX_STRING_CHARS)), MAX_STRING_CHARS)
+        if "integer" in kinds or "number" in kinds:
+            out["minimum"] = max(out.get("minimum", -MAX_ABS_NUMBER), -MAX_ABS_NUMBER)
+            out["maximum"] = min(out.get("maximum", MAX_ABS_NUMBER), MAX_ABS_NUMBER)
     if "array" in kinds:
         out["maxItems"] = min(int(out.get("maxItems", MAX_ARRAY_ITEMS)), MAX_ARRAY_ITEMS)
+        out["items"] = bound_for_generation(out.get("items") or {})
     if "properties" in out:
         out["properties"] = {k: bound_for_generation(v) for k, v in out["properties"].items()}
-    for key in ("items", "additionalProperties"):
-        if isinstance(out.get(key), Mapping):
-            out[key] = bound_for_generation(out[key])
+    if isinstance(out.get("additionalProperties"), Mapping):
+        out["additionalProperties"] = bound_for_generation(out["additionalProperties"])
+    for key in ("anyOf", "oneOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [bound_for_generation(option) for option in out[key]]
     return out
+
+
+def _bounded_any() -> dict[str, Any]:
+    scalars: list[dict[str, Any]] = [
+        {"type": "string", "maxLength": MAX_STRING_CHARS},
+        {"type": "number", "minimum": -MAX_ABS_NUMBER, "maximum": MAX_ABS_NUMBER},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+    return {"anyOf": [*scalars, {"type": "array", "items": {"anyOf": scalars}, "maxItems": MAX_ARRAY_ITEMS}]}
