@@ -81,7 +81,7 @@ class ArgumentGenerator:
         device = next(model.parameters()).device
         bitmask = xgr.allocate_token_bitmask(1, self.info.vocab_size)
         out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
-        cache_key, cache = _cache_of(out)
+        cache_key, cache = cache_of(out)
         chosen: list[int] = []
         while len(chosen) < self.max_tokens:
             logits = out.logits[:, -1, : self.info.vocab_size].float().cpu()
@@ -95,7 +95,7 @@ class ArgumentGenerator:
                 break
             step = torch.tensor([[token]], device=device)
             out = model(input_ids=step, use_cache=True, **{cache_key: cache})
-            cache = _cache_of(out)[1]
+            cache = cache_of(out)[1]
         complete = matcher.is_terminated()
         text = self.text_of(chosen)
         return Generated(text, json.loads(text) if complete else None, tuple(chosen), complete)
@@ -112,7 +112,7 @@ def _as_bytes(piece: bytes | str) -> bytes:
     return piece if isinstance(piece, bytes) else piece.encode("utf-8")
 
 
-def _cache_of(out: Any) -> tuple[str, Any]:
+def cache_of(out: Any) -> tuple[str, Any]:
     """(forward keyword, cache): transformers >= 5.2x names it `cache`, older `past_key_values`."""
     for key in ("cache", "past_key_values"):
         if out.get(key) is not None:
