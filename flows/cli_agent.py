@@ -90,7 +90,7 @@ def agent(
     emit(_calls_table(episodes), fmt)
 
 
-def _bfcl_executor(conversation_id: str):
+def _bfcl_executor(conversation_id: str) -> Any:
     from toolweaver.agent.executors import BfclExecutor
     from toolweaver.eval.calls import load_category
     from toolweaver.ingest.bfcl import default_data_dir
@@ -110,7 +110,7 @@ def _episode_json(qid: str, text: str, episode: Any) -> dict[str, Any]:
     return {"id": qid, "query": text, "calls": calls, "finished": all(episode.finished)}
 
 
-def _calls_table(episodes: list[tuple[str, str, Any]]):
+def _calls_table(episodes: list[tuple[str, str, Any]]) -> Any:
     import pyarrow as pa
 
     rows = [

@@ -33,7 +33,7 @@ from toolweaver.agent.loop import Agent, AgentConfig
 from toolweaver.align.models import load_checkpoint, load_model, load_tokenizer, read_checkpoint_meta
 from toolweaver.align.splits import bfcl_half, unit_hash
 from toolweaver.eval.bm25 import BM25Method
-from toolweaver.eval.call_methods import AgentRunner, Doc, InContextRunner, Outcome, summarise
+from toolweaver.eval.call_methods import AgentRunner, Doc, DocSelector, InContextRunner, Outcome, summarise
 from toolweaver.eval.calls import CATEGORIES, MULTI_TURN, load_category
 from toolweaver.eval.methods import llm_base
 from toolweaver.ingest.bfcl import CLASS_DOC_FILES, default_data_dir, document_id
@@ -93,7 +93,12 @@ def catalog_documents(data_dir: Path, categories: Sequence[str]) -> dict[str, Do
     return out
 
 
-def bm25_selector(catalog: Mapping[str, Doc], k: int):
+def given_documents(_text: str, given: Sequence[Doc]) -> list[Doc]:
+    """BFCL's standard setting: the question's own functions."""
+    return list(given)
+
+
+def bm25_selector(catalog: Mapping[str, Doc], k: int) -> DocSelector:
     """`select(text, given)` -> the BM25 top-k catalog documents for the text (given ignored)."""
     method = BM25Method()
     ids = sorted(catalog)
@@ -106,10 +111,12 @@ def bm25_selector(catalog: Mapping[str, Doc], k: int):
     return select
 
 
-def runner_for(method: str, store: Store, config: CallsConfig, catalog: Mapping[str, Doc], device: torch.device):
+def runner_for(
+    method: str, store: Store, config: CallsConfig, catalog: Mapping[str, Doc], device: torch.device
+) -> InContextRunner | AgentRunner:
     if method in IN_CONTEXT:
         caller = InContextCaller(load_model(config.base_model, device=device), load_tokenizer(config.base_model))
-        select = (lambda _text, given: list(given)) if method == "base" else bm25_selector(catalog, config.bm25_k)
+        select = given_documents if method == "base" else bm25_selector(catalog, config.bm25_k)
         return InContextRunner(caller, select)
     if llm_base(method) is None:
         raise ValueError(f"--task calls: unknown method {method!r}; use base, bm25, atomic, toolweaver (or a label)")
@@ -125,7 +132,9 @@ def runner_for(method: str, store: Store, config: CallsConfig, catalog: Mapping[
     return AgentRunner(agent, AgentConfig(max_steps=config.max_steps))
 
 
-def run_method(runner: Any, sets: Mapping[str, list[dict[str, Any]]], data_dir: Path) -> dict[str, list[Outcome]]:
+def run_method(
+    runner: InContextRunner | AgentRunner, sets: Mapping[str, list[dict[str, Any]]], data_dir: Path
+) -> dict[str, list[Outcome]]:
     out: dict[str, list[Outcome]] = {}
     for category, items in sets.items():
         if category in MULTI_TURN:
