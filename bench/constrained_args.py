@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--questions", type=int, default=10, help="held-out simple_python questions (plus 1 warm-up)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--max-tokens", type=int, default=128, help="argument token budget (the ratio is per token)")
     p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON here")
     return p.parse_args(argv)
 
@@ -90,10 +91,11 @@ def main() -> None:
     model, tokenizer = load(args.model, device)
     model.eval()
     vocab = embedding_rows(model)
-    generator = ArgumentGenerator(tokenizer, vocab)
+    generator = ArgumentGenerator(tokenizer, vocab, max_tokens=args.max_tokens)
     questions = [q for q in load_category(default_data_dir(), "simple_python") if bfcl_half(q["id"]) == "heldout"]
     rows = []
     for question in questions[: args.questions + 1]:
+        print(f"{question['id']} …", file=sys.stderr, flush=True)
         function = question["function"][0]
         schema = to_json_schema(function.get("parameters"))
         system = SYSTEM.format(docs=docs_text([function])) + " Give the arguments of the call as one JSON object."
