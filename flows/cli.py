@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import typer
 
-from flows import cli_align, cli_eval, cli_finetune, cli_format, cli_ingest, cli_run, cli_store, cli_tokenize
+from flows import (
+    cli_agent,
+    cli_align,
+    cli_eval,
+    cli_finetune,
+    cli_format,
+    cli_ingest,
+    cli_run,
+    cli_store,
+    cli_tokenize,
+)
 
 app = typer.Typer(
     name="toolweaver",
@@ -19,7 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (cli_store, cli_ingest, cli_eval, cli_run, cli_align, cli_tokenize, cli_finetune, cli_format):
+_COMMANDS = (cli_store, cli_ingest, cli_eval, cli_run, cli_align, cli_tokenize, cli_finetune, cli_format, cli_agent)
+for _module in _COMMANDS:
     _module.register(app)
 
 

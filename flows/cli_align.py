@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flows.cli_agent import InputOpt, read_queries
 from flows.cli_common import FormatOpt, OutputFormat, StoreOpt, emit, fail, resolve_store, setup_logging
 
 LLM_KIND = "llm"
@@ -85,7 +86,8 @@ def _dataset_overrides(validation_fraction, seed, stages, split_config_cls) -> d
 
 
 def retrieve(
-    query: Annotated[str, typer.Argument(help="The request to find tools for.")],
+    query: Annotated[str | None, typer.Argument(help="The request to find tools for.")] = None,
+    input_path: InputOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many tools to return.")] = 5,
     store: StoreOpt = None,
     checkpoint: Annotated[
@@ -94,7 +96,7 @@ def retrieve(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:i]")] = "auto",
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
-    """Top-k tools for a query by constrained decoding with a fine-tuned checkpoint."""
+    """Top-k tools for a query (or each --input query) by constrained decoding with a fine-tuned checkpoint."""
     setup_logging()
     import pyarrow as pa
 
@@ -105,26 +107,27 @@ def retrieve(
     from toolweaver.device import resolve_device
 
     try:
+        queries = read_queries(query, input_path)
         st = Store(resolve_store(store))
         checkpoint_id, meta = _pick_checkpoint(st, checkpoint)
         codes = _codes_for(st, meta)
         model, tokenizer = load_checkpoint(st.checkpoint_path(checkpoint_id), device=resolve_device(device))
         trie = trie_for_codes(tokenizer, codes)
-        results = decode_retrieve(model, tokenizer, query, trie, DecodeConfig(top_k=top_k))
+        config = DecodeConfig(top_k=top_k)
+        results = [(qid, decode_retrieve(model, tokenizer, text, trie, config)) for qid, text in queries]
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"checkpoint {checkpoint_id} (codes_version {meta.get('codes_version')!r})", err=True)
-    emit(
-        pa.table(
-            {
-                "rank": pa.array(range(1, len(results) + 1), pa.int64()),
-                "tool_id": pa.array([r.tool_id for r in results], pa.string()),
-                "code": pa.array([r.code for r in results], pa.string()),
-                "score": pa.array([r.score for r in results], pa.float64()),
-            }
-        ),
-        fmt,
-    )
+    rows = [(qid, rank, r) for qid, found in results for rank, r in enumerate(found, start=1)]
+    columns = {
+        "rank": pa.array([rank for _, rank, _ in rows], pa.int64()),
+        "tool_id": pa.array([r.tool_id for _, _, r in rows], pa.string()),
+        "code": pa.array([r.code for _, _, r in rows], pa.string()),
+        "score": pa.array([r.score for _, _, r in rows], pa.float64()),
+    }
+    if input_path is not None:  # a batch: say which query each row answers
+        columns = {"id": pa.array([qid for qid, _, _ in rows], pa.string()), **columns}
+    emit(pa.table(columns), fmt)
 
 
 def _pick_checkpoint(store, checkpoint_id: str | None) -> tuple[str, dict]:

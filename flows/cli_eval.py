@@ -24,6 +24,11 @@ class SettingChoice(enum.StrEnum):
     both = "both"
 
 
+class EvalTask(enum.StrEnum):
+    retrieval = "retrieval"
+    calls = "calls"
+
+
 class EvalFormat(enum.StrEnum):
     table = "table"
     json = "json"
@@ -77,15 +82,44 @@ def evaluate(
     no_ingest: Annotated[
         bool, typer.Option("--no-ingest", help="Do not ingest the --beir folder into the store.")
     ] = False,
+    task: Annotated[
+        EvalTask,
+        typer.Option("--task", help="retrieval (NDCG, recall) or calls (BFCL call accuracy, bfcl-eval's checkers)."),
+    ] = EvalTask.retrieval,
+    category: Annotated[
+        list[str] | None,
+        typer.Option("--category", help="--task calls: a BFCL category (repeatable; default the seven)."),
+    ] = None,
+    per_category: Annotated[
+        int | None, typer.Option("--per-category", min=1, help="--task calls: held-out questions per category.")
+    ] = 100,
+    conversations: Annotated[
+        int | None, typer.Option("--conversations", min=1, help="--task calls: held-out multi-turn conversations.")
+    ] = 50,
+    device: Annotated[str, typer.Option("--device", help="--task calls: auto | cpu | cuda[:i]")] = "auto",
+    base_model: Annotated[
+        str | None,
+        typer.Option("--base-model", help="--task calls: the backbone of base and bm25 (id or path; default smollm2)."),
+    ] = None,
 ) -> None:
-    """Evaluate retrieval methods; prints a table (or JSON rows) and appends them to `eval_results`."""
+    """Evaluate retrieval methods (or, with --task calls, whole calls on BFCL); prints a table
+    (or JSON rows) and appends them to `eval_results`."""
     setup_logging()
+    if task == EvalTask.calls:
+        calls_opts = {
+            "categories": category,
+            "per_category": per_category,
+            "conversations": conversations,
+            "base_model": base_model,
+        }
+        records = _evaluate_calls(store, methods, checkpoint or [], calls_opts, device)
+        _print_records(records, fmt)
+        return
     from storage import Store
     from tasks.stages.evaluate import EvaluateConfig, resolve_checkpoints
     from tasks.stages.evaluate import evaluate as run_evaluate
     from toolweaver.align.splits import SplitConfig
     from toolweaver.eval.methods import MethodsConfig, parse_method_ids
-    from toolweaver.eval.report import markdown_table
     from toolweaver.eval.toolretriever import ToolRetrieverConfig
 
     try:
@@ -114,11 +148,39 @@ def evaluate(
         # Input problems (unknown dataset, missing checkpoint or codes): a message, not a traceback.
         raise fail(str(err)) from err
     records = [row.as_dict() for row in rows]
+    _print_records(records, fmt)
+    typer.echo(f"(eval_results version {ref.version}, {len(records)} rows)", err=True)
+
+
+def _print_records(records: list[dict], fmt: EvalFormat) -> None:
+    from toolweaver.eval.report import markdown_table
+
     if fmt == EvalFormat.json:
         typer.echo(json.dumps(records, allow_nan=True))
     else:
         typer.echo(markdown_table(records))
-        typer.echo(f"(eval_results version {ref.version}, {len(records)} rows)", err=True)
+
+
+def _evaluate_calls(store: Path | None, methods: str, checkpoint: list[str], opts: dict, device: str) -> list[dict]:
+    """`--task calls`: BFCL call accuracy (tasks.stages.calls)."""
+    from storage import Store
+    from tasks.stages.calls import CallsConfig, evaluate_calls
+    from tasks.stages.evaluate import resolve_checkpoints
+    from toolweaver.device import resolve_device
+
+    store_obj = Store(resolve_store(store))
+    try:
+        overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.items() if v is not None}
+        config = CallsConfig(
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            checkpoints=resolve_checkpoints(store_obj, checkpoint),
+            **overrides,
+        )
+        rows, ref = evaluate_calls(store_obj, config, device=resolve_device(device))
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise fail(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
+    typer.echo(f"(eval_results version {ref.version}, {len(rows)} rows)", err=True)
+    return rows
 
 
 def vocab_report(

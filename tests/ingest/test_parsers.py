@@ -164,7 +164,7 @@ def _bfcl(root: Path) -> Path:
         "BFCL_v4_multi_turn_base.json": [
             {
                 "id": "multi_turn_base_0",
-                "involved_classes": ["FS"],
+                "involved_classes": ["GorillaFileSystem"],
                 "question": [[{"role": "user", "content": "go"}], [{"role": "user", "content": "list"}]],
             }
         ],
@@ -172,10 +172,10 @@ def _bfcl(root: Path) -> Path:
             {"id": "simple_python_0", "ground_truth": [{"math.stats.mean": {"x": [1]}}]}
         ],
         "possible_answer/BFCL_v4_multi_turn_base.json": [
-            {"id": "multi_turn_base_0", "ground_truth": [["cd(folder='a')", "ls()"], ["cd(folder='..')"]]}
+            {"id": "multi_turn_base_0", "ground_truth": [["cd(folder='a')", "ls()"], ["cd('..')"]]}
         ],
-        "multi_turn_func_doc/file_system.json": [
-            {"name": "cd", "description": "change dir"},
+        "multi_turn_func_doc/gorilla_file_system.json": [
+            {"name": "cd", "description": "change dir", "parameters": {"type": "dict", "properties": {"folder": {}}}},
             {"name": "ls", "description": "list"},
         ],
     }
@@ -190,20 +190,25 @@ def test_bfcl_names_queries_qrels_trajectories(tmp_path: Path) -> None:
     assert {(t.tool_name, t.api_name, t.category) for t in result.tools} == {
         ("math.stats", "mean", "simple_python"),
         ("bfcl", "plain", "simple_python"),
-        ("bfcl", "cd", "file_system"),
-        ("bfcl", "ls", "file_system"),
+        ("bfcl", "cd", "gorilla_file_system"),
+        ("bfcl", "ls", "gorilla_file_system"),
     }
+    tool_id = {t.api_name: t.tool_id for t in result.tools}
+    assert all(t.tool_id == f"{t.tool_name}&&{t.api_name}~{t.doc_hash[:10]}" for t in result.tools)
     assert sorted(q.query_id for q in result.queries) == [
         "bfcl/multi_turn_base/multi_turn_base_0",
         "bfcl/simple_python/simple_python_0",
     ]
     assert sorted((q.query_id.split("/")[1], q.tool_id) for q in result.qrels) == [
-        ("multi_turn_base", "bfcl&&cd"),
-        ("multi_turn_base", "bfcl&&ls"),
-        ("simple_python", "math.stats&&mean"),
+        ("multi_turn_base", tool_id["cd"]),
+        ("multi_turn_base", tool_id["ls"]),
+        ("simple_python", tool_id["mean"]),
     ]
     (trajectory,) = result.trajectories
-    assert trajectory.tool_ids == ("bfcl&&cd", "bfcl&&ls", "bfcl&&cd")
+    assert trajectory.tool_ids == (tool_id["cd"], tool_id["ls"], tool_id["cd"])
+    calls = [m["function_call"] for m in json.loads(trajectory.messages) if m["role"] == "assistant"]
+    # the positional `cd('..')` is named by the document's parameter order
+    assert [json.loads(c["arguments"]) for c in calls] == [{"folder": "a"}, {}, {"folder": ".."}]
     assert [m["role"] for m in json.loads(trajectory.messages)] == [
         "user",
         "assistant",
@@ -214,11 +219,16 @@ def test_bfcl_names_queries_qrels_trajectories(tmp_path: Path) -> None:
 
 
 def test_bfcl_package_is_found_without_importing_it() -> None:
+    """In a fresh interpreter: other tests (the scorers, the executors) import bfcl_eval."""
+    import subprocess
     import sys
 
-    data = bfcl.default_data_dir()
-    assert (data / "possible_answer").is_dir()
-    assert "bfcl_eval" not in sys.modules
+    assert (bfcl.default_data_dir() / "possible_answer").is_dir()
+    probe = (
+        "import sys; from toolweaver.ingest import bfcl; bfcl.parse; bfcl.default_data_dir(); "
+        "assert 'bfcl_eval' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_toolgen_sharegpt(tmp_path: Path) -> None:
@@ -250,3 +260,29 @@ def test_missing_path_is_an_actionable_error(tmp_path: Path) -> None:
         toolbench.parse(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="corpus.jsonl"):
         beir.parse(tmp_path)
+
+
+def test_bfcl_tool_is_a_document_not_a_name(tmp_path: Path) -> None:
+    """Two questions give different documents under one name: two tools, and each
+    question's qrel points at the document that question was given."""
+    root = _bfcl(tmp_path / "data")
+    other = {"name": "math.stats.mean", "description": "Arithmetic mean", "parameters": {"type": "dict"}}
+    question = {"id": "simple_python_1", "question": [[{"role": "user", "content": "avg?"}]], "function": [other]}
+    answer = {"id": "simple_python_1", "ground_truth": [{"math.stats.mean": {}}]}
+    for rel, item in (("BFCL_v4_simple_python.json", question), ("possible_answer/BFCL_v4_simple_python.json", answer)):
+        with (root / rel).open("a") as handle:
+            handle.write(json.dumps(item) + "\n")
+    result = bfcl.parse(root)
+    means = {t.description: t.tool_id for t in result.tools if t.api_name == "mean"}
+    assert len(means) == 2 and len(set(means.values())) == 2
+    qrels = {q.query_id.rsplit("/", 1)[1]: q.tool_id for q in result.qrels if "simple" in q.query_id}
+    assert qrels == {"simple_python_0": means["Mean"], "simple_python_1": means["Arithmetic mean"]}
+
+
+def test_bfcl_split_is_the_one_bfcl_half_by_raw_id(tmp_path: Path) -> None:
+    from toolweaver.align.splits import bfcl_half
+
+    result = bfcl.parse(_bfcl(tmp_path / "data"))
+    assert {q.raw_id: q.split for q in result.queries} == {
+        q.raw_id: ("train" if bfcl_half(q.raw_id) == "train" else "test") for q in result.queries
+    }

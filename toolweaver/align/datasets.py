@@ -294,8 +294,7 @@ def trajectory_messages(
                 conv.extend(_finish_step(json.dumps({"return_type": "give_answer", "final_answer": text}), ""))
                 turn_open = False
         elif role in ("function", "tool"):
-            observation = _truncate(str(msg.get("content") or ""), config.max_observation_chars)
-            conv.append(message("user", f"Observation: {observation}", False))
+            conv.append(message("user", observation_text(str(msg.get("content") or ""), config), False))
         # source system prompts are dropped: they list every function's doc (far too long)
     if turn_open:
         conv.extend(_finish_step('{"return_type": "give_answer"}', ""))
@@ -319,6 +318,11 @@ def _finish_step(arguments: str, thought: str) -> list:
         message("user", FINISH_DOC, False),
         message("assistant", arguments, True),
     ]
+
+
+def observation_text(observation: str, config: DatasetConfig) -> str:
+    """The user message that carries a call's result (also what the agent appends)."""
+    return f"Observation: {_truncate(observation, config.max_observation_chars)}"
 
 
 def tool_documentation(tool: Mapping[str, Any] | None, tool_id: str, max_chars: int) -> str:
