@@ -17,17 +17,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage import SCHEMAS, Store, TableRef
+from storage import Store, TableRef
 from tasks import digests
 from tasks.stages.agent import catalog_of, codes_of_checkpoint
+from tasks.stages.evaluate import append_result_rows
 from toolweaver.agent.incontext import InContextCaller
 from toolweaver.agent.loop import Agent, AgentConfig
 from toolweaver.align.models import load_checkpoint, load_model, load_tokenizer, read_checkpoint_meta
@@ -40,7 +39,6 @@ from toolweaver.ingest.bfcl import CLASS_DOC_FILES, default_data_dir, document_i
 
 logger = logging.getLogger(__name__)
 
-TABLE = "eval_results"
 IN_CONTEXT = ("base", "bm25")
 
 
@@ -188,10 +186,7 @@ def evaluate_calls(
         runner = runner_for(method, store, config, catalog, device)
         model = config.base_model if method in IN_CONTEXT else config.checkpoints[method]
         rows += rows_of(method, run_method(runner, sets, data), model, versions)
-    now = datetime.now(UTC)
-    table = pa.Table.from_pylist([{**r, "evaluated_at": now} for r in rows], schema=SCHEMAS[TABLE])
-    ref = store.write(TABLE, table, mode="append", config_hash=digests.config_hash(config), schema=SCHEMAS[TABLE])
-    return rows, ref
+    return rows, append_result_rows(store, rows, digests.config_hash(config))
 
 
 def _bfcl_version() -> str:

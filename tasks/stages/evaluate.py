@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -284,9 +285,16 @@ def write_results(
     store: Store, rows: Sequence[EvalRow], inputs: Sequence[TableRef], config: EvaluateConfig
 ) -> TableRef:
     """Append the rows to ``eval_results`` as one new version."""
+    return append_result_rows(store, [row.as_dict() for row in rows], digests.config_hash(config), inputs)
+
+
+def append_result_rows(
+    store: Store, rows: Sequence[Mapping[str, Any]], config_hash: str, inputs: Sequence[TableRef] = ()
+) -> TableRef:
+    """The one writer of ``eval_results`` (retrieval here, call accuracy in `tasks.stages.calls`):
+    the rows, stamped with one `evaluated_at`, appended as one new version."""
     now = datetime.now(UTC)
-    data = pa.Table.from_pylist([{**row.as_dict(), "evaluated_at": now} for row in rows], schema=EVAL_RESULTS_SCHEMA)
-    config_hash = digests.config_hash(config)
+    data = pa.Table.from_pylist([{**row, "evaluated_at": now} for row in rows], schema=EVAL_RESULTS_SCHEMA)
     return store.write(
         TABLE, data, mode="append", config_hash=config_hash, inputs=list(inputs), schema=EVAL_RESULTS_SCHEMA
     )

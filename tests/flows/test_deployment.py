@@ -295,6 +295,7 @@ def _first_llm_checkpoint(store: Path, run: dict, c: Cluster, timeout_s: float) 
     raise TimeoutError(f"no training checkpoint after {timeout_s}s:\n{c.logs()}")
 
 
+@pytest.mark.slow  # ~3 min each on 2 cores: run by `make test-slow` and by .ci/run after `make test`
 def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(
     deployed: Cluster, tmp_path: Path, tiny_profile
 ) -> None:
@@ -342,6 +343,7 @@ def test_worker_killed_while_finetuning_resumes_from_last_checkpoint(
 # --------------------------------------------------------------------------- 20 new tools through the event path
 
 
+@pytest.mark.slow  # ~3 min each on 2 cores: run by `make test-slow` and by .ci/run after `make test`
 def test_twenty_new_tool_files_trigger_an_incremental_rebuild(
     deployed: Cluster, tmp_path: Path, memorizing_profile, one_api_tool_files
 ) -> None:
