@@ -3,7 +3,7 @@ full snapshot, plus a small BFCL cut for queries), then a snapshot with 5 operat
 edited and 5 removed, then the rebuild: 5 re-embedded, 0 codes changed, 5 retired; the
 rebuild continues the last model on the edited tools' new examples; `toolweaver
 retrieve` (constrained decoding) never returns a retired tool and finds the edited ones
-by their new documentation. Minutes on a 2-core CPU, so `slow`."""
+by their new documentation. 21 min measured on the shared 2-core CPU (load ~12), so `slow`."""
 
 from __future__ import annotations
 
